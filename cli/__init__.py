@@ -1,0 +1,1 @@
+"""The `vvstore` command line: parses, calls the `cas` library, renders."""
