@@ -119,11 +119,14 @@ class SourceError(VVStoreError, OSError):
 
     exit_code = 6
 
-    def __init__(self, url: str, reason: str, *, transient: bool = False) -> None:
+    def __init__(
+        self, url: str, reason: str, *, transient: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
         self.transient = transient
+        self.retry_after = retry_after
 
 
 class AllSourcesFailedError(SourceError):
@@ -135,6 +138,7 @@ class AllSourcesFailedError(SourceError):
         self.url = what
         self.reason = "every source failed"
         self.transient = False
+        self.retry_after = None
         self.failures = failures
 
 

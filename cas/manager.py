@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 from .atomic import atomic_write
 from .blobs import LINK_MODES, BlobStore, LinkMode
 from .digest import Digest, Progress
-from .errors import IntegrityError, NotFoundError, UsageError
+from .download import FetchRequest, FetchResult, ModelDownloader
+from .errors import IntegrityError, NotFoundError, SourceError, UsageError, VVStoreError
 from .formats import guess_format, guess_tree_format
 from .manifest import (
     MANIFEST_NAMES,
@@ -26,6 +27,8 @@ from .manifest import (
     find_manifest,
 )
 from .names import Ref, parse_ref, validate_name, validate_version
+from .redact import has_credentials, redact_url, strip_credentials
+from .sources import scheme_of
 from .tree import Tree, TreeEntry
 from .walk import walk_files
 
@@ -54,6 +57,19 @@ class Resolved:
     entry: ModelEntry | None = None
     path: str | None = None
     tree: Tree | None = field(default=None, repr=False)
+
+
+@dataclass
+class FetchReport:
+    """What `fetch` did, model by model."""
+
+    fetched: list[tuple[str, FetchResult]] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    errors: list[tuple[str, VVStoreError]] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.size for _, r in self.fetched if r.fetched)
 
 
 class BaseModelManager(abc.ABC):
@@ -180,12 +196,17 @@ class DefaultModelManager(BaseModelManager):
             raise UsageError(f"unknown link mode {link!r}; use one of {', '.join(LINK_MODES)}")
         version = validate_version(version) if version is not None else DEFAULT_VERSION
         for p in paths:
-            if "://" in p:
-                raise UsageError(f"{p}: adding from a URL needs a source-capable build of vvstore")
-            if not os.path.exists(p):
+            if scheme_of(p) == "file" and not os.path.exists(p):
                 raise NotFoundError(f"{p}: no such file or directory")
-        plans = [(Path(p), validate_name(name or _default_name(p))) for p in paths]
-        results = [self._add_one(p, n, version, list(tags), link, format, progress) for p, n in plans]
+            if scheme_of(p) != "file" and name is None:
+                raise UsageError(f"{redact_url(p)}: a URL needs --name", hint="e.g. --name acme/tiny")
+        plans = [(p, validate_name(name or _default_name(p))) for p in paths]
+        results = [
+            self._add_one(Path(p), n, version, list(tags), link, format, progress)
+            if scheme_of(p) == "file"
+            else self._add_url(p, n, version, list(tags), format, progress)
+            for p, n in plans
+        ]
         self.manifest.save()
         self.register()
         return results
@@ -208,9 +229,35 @@ class DefaultModelManager(BaseModelManager):
             entry = ModelEntry(name="", version="", file=src.name, digest=str(pub.digest))
             entry.size, entry.format = pub.size, format or guess_format(src.name)
             files, new, how = [TreeEntry(src.name, str(pub.digest), pub.size)], int(pub.new), pub.link
-        entry.name, entry.version, entry.tags = name, version, sorted(set(tags))
         source = self._local_source(src)
-        entry.sources = [source] if source else []
+        return self._record(entry, name, version, tags, [source] if source else [], files, new, how)
+
+    def _add_url(
+        self, url: str, name: str, version: str, tags: list[str], format: str | None,
+        progress: Progress | None,
+    ) -> AddResult:
+        if has_credentials(url):
+            log.warning("not recording the credentials in %s; give them through the environment",
+                        redact_url(url))
+        dl = self.downloader(progress=progress)
+        source = dl.open(url)
+        if source.is_dir():
+            entry, files, new = self._tree_from_source(source, name, dl)
+            entry.format = format or guess_tree_format(f.path for f in files)
+        else:
+            res = dl.download(FetchRequest(name, [url]))
+            fname = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+            entry = ModelEntry(name="", version="", file=fname or None, digest=str(res.digest), size=res.size)
+            entry.format = format or guess_format(fname)
+            files, new = [TreeEntry(fname, str(res.digest), res.size)], int(res.fetched)
+        return self._record(entry, name, version, tags, [strip_credentials(url)], files, new, "copy")
+
+    def _record(
+        self, entry: ModelEntry, name: str, version: str, tags: list[str], sources: list[str],
+        files: list[TreeEntry], new: int, how: str,
+    ) -> AddResult:
+        entry.name, entry.version, entry.tags = name, version, sorted(set(tags))
+        entry.sources = sources
         replaced = self.manifest.update_manifest(entry, save=False)
         if replaced and replaced.digest != entry.digest:
             log.warning("%s changed: %s -> %s", entry.ref, replaced.digest, entry.digest)
@@ -238,6 +285,117 @@ class DefaultModelManager(BaseModelManager):
         except ValueError:
             return None
         return rel.as_posix()
+
+    # --- fetch -------------------------------------------------------------------------------
+
+    def downloader(self, *, progress: Progress | None = None, jobs: int | None = None) -> ModelDownloader:
+        """A downloader into this store, with the project's sources and storage options."""
+        return ModelDownloader(self.store, base_dir=self.manifest.project_dir,
+                               options=self.manifest.data.storage, jobs=jobs, progress=progress)
+
+    def partials(self) -> list[dict[str, Any]]:
+        """Partial downloads waiting in the store's tmp/ to be resumed."""
+        return ModelDownloader(self.store).partials()
+
+    def select(self, refs: Sequence[str]) -> list[ModelEntry]:
+        """The entries named by refs (all models when none)."""
+        if not refs:
+            return self.list_models()
+        out: list[ModelEntry] = []
+        for ref in refs:
+            r = self.parse(ref)
+            if r.name is None:
+                raise UsageError(f"{ref}: name a model, not a digest")
+            entry = self.manifest.get_model_info(r.name, r.version)
+            if entry not in out:
+                out.append(entry)
+        return out
+
+    def fetch(self, refs: Sequence[str] = (), *, jobs: int | None = None,
+              progress: Progress | None = None) -> FetchReport:
+        """Make every wanted model present and verified; record digests learnt on the way."""
+        entries = self.select(refs)
+        dl = self.downloader(progress=progress, jobs=jobs)
+        report = FetchReport()
+        files = [e for e in entries if e.kind == "file"]
+        requests = [FetchRequest(e.ref, e.sources, Digest.parse(e.digest) if e.digest else None, e.size)
+                    for e in files]
+        for entry, result in zip(files, dl.download_batch(requests)):
+            if isinstance(result, VVStoreError):
+                report.errors.append((entry.ref, result))
+                continue
+            entry.digest, entry.size = str(result.digest), result.size
+            (report.fetched.append((entry.ref, result)) if result.fetched else report.present.append(entry.ref))
+        for entry in (e for e in entries if e.kind == "tree"):
+            try:
+                self._fetch_tree(entry, dl, report)
+            except VVStoreError as e:
+                report.errors.append((entry.ref, e))
+        self.manifest.save()
+        for ref, result in report.fetched:
+            self.store.audit.record("fetch", digest=result.digest, ref=ref,
+                                    source=redact_url(result.source or ""), size=result.size)
+        for ref, err in report.errors:
+            self.store.audit.record("fetch", outcome="failed", ref=ref, reason=str(err))
+        return report
+
+    def _fetch_tree(self, entry: ModelEntry, dl: ModelDownloader, report: FetchReport) -> None:
+        digest = Digest.parse(entry.digest) if entry.digest else None
+        if digest is not None and self.store.has(digest):
+            tree = self.load_tree(digest)
+            requests = [FetchRequest(f"{entry.ref}/{f.path}", [_join(s, f.path) for s in entry.sources],
+                                     Digest.parse(f.digest), f.size) for f in tree.files]
+            results = dl.download_batch(requests)
+            errors = [r for r in results if isinstance(r, VVStoreError)]
+            if errors:
+                raise errors[0]
+            fetched = [r for r in results if isinstance(r, FetchResult) and r.fetched]
+            if not fetched:
+                report.present.append(entry.ref)
+            for r in fetched:
+                report.fetched.append((r.request.what, r))
+            return
+        failures: list[tuple[str, str]] = []
+        for url in entry.sources:
+            try:
+                new, files, _ = self._tree_from_source(dl.open(url), entry.ref, dl, expected=digest)
+            except VVStoreError as e:
+                failures.append((redact_url(url), str(e)))
+                continue
+            entry.digest, entry.size = new.digest, new.size
+            for f in files:
+                report.fetched.append((f"{entry.ref}/{f.path}", FetchResult(
+                    FetchRequest(entry.ref, []), Digest.parse(f.digest), f.size, True, url)))
+            return
+        if not entry.sources:
+            raise NotFoundError(f"{entry.ref} is not in the store and has no sources")
+        from .errors import AllSourcesFailedError
+
+        raise AllSourcesFailedError(entry.ref, failures)
+
+    def _tree_from_source(
+        self, source: Any, what: str, dl: ModelDownloader, expected: Digest | None = None
+    ) -> tuple[ModelEntry, list[TreeEntry], int]:
+        """Fetch every file of a directory source and store the tree; check it if expected."""
+        if not source.is_dir():
+            raise SourceError(source.display, "is a single file, but the model is a directory")
+        listing = source.list()
+        requests = [FetchRequest(f"{what}/{e.path}", [e.source.url], None, e.size) for e in listing]
+        results = dl.download_batch(requests)
+        errors = [r for r in results if isinstance(r, VVStoreError)]
+        if errors:
+            raise errors[0]
+        files = [TreeEntry(e.path, str(r.digest), r.size) for e, r in zip(listing, results)
+                 if isinstance(r, FetchResult)]
+        tree = Tree.from_entries(files)
+        pub = self.store.publish_bytes(tree.encode())
+        if expected is not None and pub.digest != expected:
+            raise IntegrityError(f"{source.display} holds a different tree than {what}: "
+                                 f"expected {expected}, got {pub.digest}",
+                                 expected=str(expected), actual=str(pub.digest))
+        entry = ModelEntry(name="", version="", kind="tree", digest=str(pub.digest), size=tree.size)
+        new = sum(1 for r in results if isinstance(r, FetchResult) and r.fetched)
+        return entry, list(tree.files), new
 
     # --- read --------------------------------------------------------------------------------
 
@@ -337,6 +495,11 @@ class DefaultModelManager(BaseModelManager):
         for entry in gone:
             self.store.audit.record("remove", digest=entry.digest, ref=entry.ref)
         return gone
+
+
+def _join(source: str, path: str) -> str:
+    """The URL of one file of a directory source."""
+    return f"{source.rstrip('/')}/{path}"
 
 
 def _default_name(path: str) -> str:

@@ -7,9 +7,10 @@ refused) and every error names the file and the field path, e.g. `$.models[2].di
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -59,6 +60,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     models: list[ModelEntry] = msgspec.field(default_factory=list)
     remotes: dict[str, str] = msgspec.field(default_factory=dict)
     policy: Policy | None = None
+    storage: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # fsspec options by scheme
 
 
 def _field_error(file: str, e: msgspec.ValidationError) -> ManifestError:
@@ -101,7 +103,22 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return " ".join(str(getattr(e, "problem", None) or e).split())
 
 
+SECRET_OPTION = re.compile(r"(secret|password|passwd|token|key$|^key|credential|session)", re.I)
+SAFE_OPTIONS = {"endpoint_url", "client_kwargs", "config_kwargs", "anon", "region_name", "endpoint"}
+
+
+def _check_storage(manifest: Manifest, file: str) -> None:
+    for scheme, opts in manifest.storage.items():
+        for key in opts:
+            if key not in SAFE_OPTIONS and SECRET_OPTION.search(key):
+                raise ManifestError(
+                    file, f"$.storage.{scheme}.{key}", "credentials do not belong in the manifest",
+                    hint="set them in the environment or the backend's own config (e.g. AWS_*, HF_TOKEN)",
+                )
+
+
 def _check_names(manifest: Manifest, file: str) -> None:
+    _check_storage(manifest, file)
     seen: set[tuple[str, str]] = set()
     for i, m in enumerate(manifest.models):
         for field, check in (("name", validate_name), ("version", validate_version)):

@@ -97,9 +97,9 @@ def cli(ctx: click.Context, store: str | None, project: str | None, as_json: boo
 
 
 def _register() -> None:
-    from . import models, project, read
+    from . import models, project, read, transfer
 
-    for module in (project, models, read):
+    for module in (project, models, read, transfer):
         for command in module.COMMANDS:
             cli.add_command(command)
 

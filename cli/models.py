@@ -61,10 +61,19 @@ def add(app: App, paths: tuple[str, ...], name: str | None, version: str | None,
 
 
 @click.command("ls")
+@click.option("--partial", is_flag=True, help="List partial downloads that a fetch will resume.")
 @pass_app
-def ls(app: App) -> None:
+def ls(app: App, partial: bool) -> None:
     """List the project's models and whether their bytes are in the store."""
     m = app.manager
+    if partial:
+        states = m.partials()
+        if app.json:
+            emit_json(states)
+        else:
+            table([(s["what"], s["source"], f"{human_size(s['bytes'])} / {human_size(s['size'])}", s["mode"])
+                   for s in states], ("WHAT", "SOURCE", "RECEIVED", "MODE"))
+        return
     rows = [(e, m.is_present(e)) for e in m.list_models()]
     if app.json:
         emit_json([_entry_json(e, present) for e, present in rows])

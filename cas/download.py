@@ -1,0 +1,422 @@
+"""Verified, resumable, parallel downloads into the store.
+
+Each file streams into a process-unique partial file in `tmp/` (hashed while written), or,
+when large and the source serves ranges, arrives in parallel byte ranges and is hashed in
+order afterwards. Nothing reaches `blobs/` before its size and digest are checked; wrong bytes
+go to `quarantine/`. A partial survives a killed process with a small JSON state beside it and
+is resumed by whoever fetches the same thing next (claimed by an atomic rename, so two
+processes never write one partial file). A per-digest lock only avoids duplicate work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .atomic import atomic_write, unique_suffix
+from .blobs import BlobStore, Published
+from .digest import Digest, Hasher, Progress, hash_file
+from .errors import (
+    AllSourcesFailedError,
+    IntegrityError,
+    LockTimeoutError,
+    NotFoundError,
+    VVStoreError,
+)
+from .failpoints import failpoint
+from .retry import RetryPolicy, is_transient, retry_after_of
+from .sources import RangeIgnored, Source, SourceInfo, open_source
+
+log = logging.getLogger("vvstore")
+PART_SIZE = 16 << 20
+PARALLEL_MIN = 64 << 20
+
+
+def default_jobs() -> int:
+    """Parallel transfers: network-bound, so a few per core."""
+    return min(16, max(4, 4 * (os.cpu_count() or 1)))
+
+
+@dataclass
+class FetchRequest:
+    """One file wanted: where it may come from and, when known, what it must be."""
+
+    what: str
+    sources: list[str]
+    digest: Digest | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class FetchResult:
+    """How a request was satisfied."""
+
+    request: FetchRequest
+    digest: Digest
+    size: int
+    fetched: bool
+    source: str | None = None  # the resolved source URL (credentials never included)
+    sha256: str | None = None
+    resumed_from: int = 0
+
+
+@dataclass
+class _Partial:
+    path: Path
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".json")
+
+    def save(self) -> None:
+        atomic_write(self.state_path, json.dumps(self.state, sort_keys=True).encode())
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
+
+
+class ModelDownloader:
+    """Fetches files from their sources into a :class:`BlobStore`.
+
+    Args:
+        store: where verified blobs go.
+        base_dir: relative local sources are relative to this (the project directory).
+        options: fsspec storage options by scheme (`{"s3": {"endpoint_url": ...}}`).
+        retry: backoff for transient errors.
+        jobs: parallel files in a batch, and parallel ranges within one large file.
+        progress: called with each number of bytes received (thread-safe callers only).
+        opener: URL → :class:`Source`; tests pass a faulty one.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        base_dir: Path | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        retry: RetryPolicy | None = None,
+        jobs: int | None = None,
+        part_size: int = PART_SIZE,
+        parallel_min: int = PARALLEL_MIN,
+        progress: Progress | None = None,
+        lock_timeout: float = 3600.0,
+        opener: Callable[..., Source] = open_source,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.base_dir = base_dir
+        self.options = options or {}
+        self.retry = retry or RetryPolicy()
+        self.jobs = jobs or default_jobs()
+        self.part_size = part_size
+        self.parallel_min = parallel_min
+        self.progress = progress
+        self.lock_timeout = lock_timeout
+        self.opener = opener
+        self.sleep = sleep
+
+    # --- public ------------------------------------------------------------------------------
+
+    def open(self, url: str) -> Source:
+        return self.opener(url, base_dir=self.base_dir, options=self.options)
+
+    def download(self, request: FetchRequest) -> FetchResult:
+        """Fetch one file, trying its sources in order; resumes any partial left behind."""
+        if request.digest is not None and self.store.freshen(request.digest):
+            return FetchResult(request, request.digest, self.store.path(request.digest).stat().st_size, False)
+        if not request.sources:
+            raise NotFoundError(f"{request.what} is not in the store and has no sources",
+                                hint="add a source to the manifest, or fetch from a remote")
+        with self._digest_lock(request.digest):
+            if request.digest is not None and self.store.freshen(request.digest):
+                return FetchResult(request, request.digest, self.store.path(request.digest).stat().st_size, False)
+            return self._with_fallback(request)
+
+    resume_download = download  # every download resumes what a previous attempt left
+
+    def download_batch(self, requests: Iterable[FetchRequest], jobs: int | None = None) -> list[FetchResult | VVStoreError]:
+        """Fetch many files in parallel; each result is a FetchResult or the error it met."""
+        requests = list(requests)
+
+        def one(req: FetchRequest) -> FetchResult | VVStoreError:
+            try:
+                return self.download(req)
+            except VVStoreError as e:
+                log.error("%s", e)
+                return e
+
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs or self.jobs, len(requests) or 1))) as pool:
+            return list(pool.map(one, requests))
+
+    def partials(self) -> list[dict[str, Any]]:
+        """Partial downloads in `tmp/` with their resume state (for `vvstore ls --partial`)."""
+        out = []
+        for state_path in sorted(self.store.layout.tmp.glob("dl.*.part.json")):
+            try:
+                state = json.loads(state_path.read_text())
+                part = state_path.with_name(state_path.name[: -len(".json")])
+                state["bytes"] = part.stat().st_size if state.get("mode") == "stream" else \
+                    sum(min(state["part_size"], state["size"] - i * state["part_size"]) for i in state.get("done", []))
+                state["path"] = str(part)
+                out.append(state)
+            except (OSError, ValueError, KeyError) as e:
+                log.info("ignoring unreadable partial state %s: %s", state_path, e)
+        return out
+
+    # --- sources and retries -----------------------------------------------------------------
+
+    def _digest_lock(self, digest: Digest | None) -> Any:
+        if digest is None:
+            return _nullcontext()
+        lock = FileLock(str(self.store.layout.digest_lock(digest)), timeout=self.lock_timeout)
+        return _Locked(lock, str(digest))
+
+    def _with_fallback(self, request: FetchRequest) -> FetchResult:
+        failures: list[tuple[str, str]] = []
+        wrong = 0
+        for url in request.sources:
+            display = url
+            try:
+                source = self.open(url)
+                display = source.display
+                return self._from_source(request, source)
+            except IntegrityError as e:
+                wrong += 1
+                failures.append((display, str(e)))
+            except VVStoreError as e:
+                failures.append((display, str(e)))
+            except Exception as e:  # any backend's error: recorded, then the next source
+                failures.append((display, _describe(e)))
+            log.warning("%s: %s failed: %s", request.what, failures[-1][0], failures[-1][1])
+        if wrong == len(failures):
+            raise IntegrityError(
+                f"every source of {request.what} served wrong bytes:"
+                + "".join(f"\n  - {u}: {r}" for u, r in failures),
+                expected=str(request.digest) if request.digest else None,
+            )
+        raise AllSourcesFailedError(request.what, failures)
+
+    def _retrying(self, fn: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except BaseException as e:
+                if not isinstance(e, Exception) or not self.retry.should_retry(attempt, e):
+                    raise
+                delay = self.retry.delay(attempt, retry_after_of(e))
+                log.info("transient error (%s); retrying in %.1fs", _describe(e), delay)
+                self.sleep(delay)
+                attempt += 1
+
+    def _from_source(self, request: FetchRequest, source: Source) -> FetchResult:
+        info: SourceInfo = self._retrying(source.info)
+        if request.size is not None and info.size is not None and info.size != request.size:
+            raise IntegrityError(f"{source.display} has {info.size} bytes; {request.what} has {request.size}",
+                                 expected=str(request.size), actual=str(info.size))
+        sha256 = request.sha256 or info.sha256
+        for fresh in (False, True):
+            partial, offset = self._claim(request, source, info, fresh)
+            try:
+                if partial.state["mode"] == "parts":
+                    digest, size, got_sha = self._fetch_parts(source, partial, bool(sha256))
+                else:
+                    digest, size, got_sha = self._fetch_stream(source, partial, bool(sha256))
+                self._check(request, source, partial, digest, size, sha256, got_sha)
+            except IntegrityError:
+                partial.state_path.unlink(missing_ok=True)
+                if offset and not fresh:
+                    log.warning("resumed bytes of %s were wrong; starting over", request.what)
+                    continue
+                raise
+            pub: Published = self.store.publish_temp(partial.path, digest, size)
+            partial.state_path.unlink(missing_ok=True)
+            return FetchResult(request, pub.digest, size, True, info.resolved or source.url, got_sha, offset)
+        raise AssertionError("unreachable")
+
+    def _check(self, request: FetchRequest, source: Source, partial: _Partial, digest: Digest,
+               size: int, sha256: str | None, got_sha: str | None) -> None:
+        what = f"{request.what} from {source.display}"
+        self.store.check(partial.path, digest, size, request.digest, request.size, what)
+        if sha256 and got_sha and got_sha != sha256.lower():
+            self.store.quarantine(partial.path, digest, f"sha256 {got_sha} != source's {sha256} for {what}")
+            raise IntegrityError(f"sha256 mismatch for {what}: the source says {sha256}, the bytes are {got_sha}",
+                                 expected=sha256, actual=got_sha)
+
+    # --- partial files -----------------------------------------------------------------------
+
+    def _key(self, request: FetchRequest, source: Source) -> str:
+        if request.digest is not None:
+            return request.digest.hex  # same digest, same bytes, whichever source
+        return hashlib.sha256(source.url.encode()).hexdigest()[:32]
+
+    def _claim(self, request: FetchRequest, source: Source, info: SourceInfo, fresh: bool) -> tuple[_Partial, int]:
+        """Adopt a matching partial left in tmp/ (by atomic rename), or start a new one."""
+        key = self._key(request, source)
+        tmp = self.store.layout.tmp
+        mine = _Partial(tmp / f"dl.{key}.{unique_suffix()}.{os.urandom(4).hex()}.part")
+        parallel = bool(info.ranges and info.size and info.size >= self.parallel_min and self.jobs > 1)
+        want = {"what": request.what, "source": source.display, "version": info.version, "size": info.size,
+                "mode": "parts" if parallel else "stream", "part_size": self.part_size, "done": []}
+        for old in ([] if fresh else sorted(tmp.glob(f"dl.{key}.*.part"))):
+            try:
+                state = json.loads(old.with_name(old.name + ".json").read_text())
+                os.rename(old, mine.path)  # atomic claim: only one process wins it
+            except (OSError, ValueError):
+                continue
+            os.replace(old.with_name(old.name + ".json"), mine.state_path)
+            same = state.get("size") == info.size and (request.digest is not None or state.get("version") == info.version)
+            if same and state.get("mode") == want["mode"] and state.get("part_size") == self.part_size:
+                mine.state = state
+                offset = mine.path.stat().st_size if state["mode"] == "stream" else len(state["done"]) * self.part_size
+                log.info("resuming %s from a partial download (%d bytes)", request.what, offset)
+                return mine, offset
+            log.info("discarding a stale partial of %s (the source changed)", request.what)
+            mine.discard()
+        mine.state = want
+        mine.path.touch()
+        mine.save()
+        return mine, 0
+
+    def _fetch_stream(self, source: Source, partial: _Partial, want_sha: bool) -> tuple[Digest, int, str | None]:
+        hasher, sha = Hasher(), hashlib.sha256() if want_sha else None
+        with open(partial.path, "r+b") as f:
+            for chunk in _read_file(f):  # re-hash what a previous attempt left: still one pass
+                hasher.update(chunk)
+                if sha:
+                    sha.update(chunk)
+            f.seek(hasher.size)
+            f.truncate()
+
+            def pump() -> None:
+                try:
+                    chunks = source.read(hasher.size) if hasher.size else source.read()
+                    for chunk in chunks:
+                        f.write(chunk)
+                        hasher.update(chunk)
+                        if sha:
+                            sha.update(chunk)
+                        self._tick(len(chunk))
+                        failpoint("download.chunk")
+                except RangeIgnored:
+                    log.info("%s ignored the Range request; restarting from byte 0", source.display)
+                    f.seek(0)
+                    f.truncate()
+                    hasher.__init__()  # type: ignore[misc]
+                    if sha:
+                        sha.__init__()  # type: ignore[misc]
+                    raise _Restart() from None
+
+            while True:
+                try:
+                    self._retrying(pump)
+                    break
+                except _Restart:
+                    continue
+            f.flush()
+            os.fsync(f.fileno())
+        return hasher.digest(), hasher.size, sha.hexdigest() if sha else None
+
+    def _fetch_parts(self, source: Source, partial: _Partial, want_sha: bool) -> tuple[Digest, int, str | None]:
+        size = int(partial.state["size"])
+        ps = int(partial.state["part_size"])
+        done = set(partial.state["done"])
+        todo = [i for i in range((size + ps - 1) // ps) if i not in done]
+        lock = threading.Lock()
+        fd = os.open(partial.path, os.O_RDWR)
+        try:
+            os.ftruncate(fd, size)
+
+            def part(i: int) -> None:
+                start, end = i * ps, min(size, (i + 1) * ps)
+                pos = start
+
+                def pump() -> None:
+                    nonlocal pos
+                    for chunk in source.read(pos, end):
+                        os.pwrite(fd, chunk, pos)
+                        pos += len(chunk)
+                        self._tick(len(chunk))
+                    if pos != end:
+                        raise ConnectionError(f"range {start}-{end} ended at {pos}")
+
+                self._retrying(pump)
+                with lock:
+                    done.add(i)
+                    partial.state["done"] = sorted(done)
+                    partial.save()
+                failpoint("download.part")
+
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                for fut in [pool.submit(part, i) for i in todo]:
+                    fut.result()
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        digest, n = hash_file(partial.path)  # in order, multi-threaded, from the page cache
+        sha = _sha256_file(partial.path) if want_sha else None
+        return digest, n, sha
+
+    def _tick(self, n: int) -> None:
+        if self.progress:
+            self.progress(n)
+
+
+class _Restart(Exception):
+    transient = False
+
+
+class _Locked:
+    def __init__(self, lock: FileLock, what: str) -> None:
+        self.lock, self.what = lock, what
+
+    def __enter__(self) -> None:
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise LockTimeoutError(f"timed out waiting for another process fetching {self.what}",
+                                   hint=f"remove {self.lock.lock_file} if no vvstore process is running") from None
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _read_file(f: Any, chunk: int = 8 << 20) -> Iterator[bytes]:
+    f.seek(0)
+    while data := f.read(chunk):
+        yield data
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in _read_file(f):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return text if isinstance(e, VVStoreError) else f"{type(e).__name__}: {text}"

@@ -1,0 +1,254 @@
+"""Sources: URLs to readable byte ranges, through fsspec (and a direct HTTP reader).
+
+A :class:`Source` is the narrow surface the downloader needs: `info()` (size, a version tag
+such as an ETag or an HF commit, a sha256 to cross-check, whether ranges work), `read(start,
+end)` streaming bytes, and `list()` for directory sources. Tests can replace it with a faulty
+one. URLs are shown only redacted; credentials come from the environment, never the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import SourceError, UsageError
+from .redact import redact_url
+from .retry import TRANSIENT_STATUS
+
+CHUNK = 4 << 20
+TIMEOUT = 60.0
+EXTRAS = {"gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure", "gdrive": "gdrive"}
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+class RangeIgnored(Exception):
+    """The source answered a ranged read with the whole object (HTTP 200, not 206)."""
+
+
+@dataclass
+class SourceInfo:
+    """What a source says about one object before it is read."""
+
+    size: int | None
+    version: str | None = None  # ETag, HF blob id or commit: changes when the bytes do
+    sha256: str | None = None  # a cross-check offered by the source (HF LFS)
+    ranges: bool = True
+    resolved: str | None = None  # the URL to record (an HF branch resolved to its commit)
+
+
+@dataclass
+class Entry:
+    """One file of a directory source."""
+
+    path: str
+    size: int | None
+    source: Source
+
+
+class Source(Protocol):
+    """Readable bytes somewhere."""
+
+    url: str
+    display: str
+
+    def info(self) -> SourceInfo: ...
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def is_dir(self) -> bool: ...
+    def list(self) -> list[Entry]: ...
+
+
+def scheme_of(url: str) -> str:
+    """`s3` for `s3://b/k`; `file` for a plain path."""
+    m = _SCHEME.match(url)
+    return m.group(1).lower() if m else "file"
+
+
+def resolve_local(url: str, base_dir: Path | None) -> str:
+    """A relative local source is relative to the project (the manifest's directory)."""
+    if scheme_of(url) != "file":
+        return url
+    path = url[len("file://"):] if url.startswith("file://") else url
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return str(p)
+
+
+def open_source(
+    url: str, *, base_dir: Path | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> Source:
+    """The :class:`Source` for a URL; `options` maps a scheme to fsspec storage options."""
+    scheme = scheme_of(url)
+    opts = dict((options or {}).get(scheme, {}))
+    if scheme in ("http", "https") and not opts:
+        return HttpSource(url)
+    return FsspecSource(resolve_local(url, base_dir), scheme, opts, display=redact_url(url))
+
+
+def filesystem(scheme: str, options: Mapping[str, Any]) -> Any:
+    """An fsspec filesystem; a missing optional backend names the extra to install."""
+    import fsspec
+
+    try:
+        return fsspec.filesystem(scheme, **options)
+    except ImportError as e:
+        extra = EXTRAS.get(scheme)
+        hint = f"pip install 'vvstore[{extra}]'" if extra else f"install the fsspec backend for {scheme}://"
+        raise UsageError(f"no filesystem for {scheme}:// ({e})", hint=hint) from None
+    except ValueError as e:
+        raise UsageError(f"unknown protocol {scheme}://: {e}") from None
+
+
+@dataclass
+class FsspecSource:
+    """Any fsspec URL. Hugging Face branches and tags resolve to their commit in `info()`."""
+
+    url: str
+    scheme: str
+    options: dict[str, Any] = field(default_factory=dict)
+    display: str = ""
+    _fs: Any = field(default=None, repr=False)
+    _info: SourceInfo | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.display = self.display or redact_url(self.url)
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs = filesystem(self.scheme, self.options)
+        return self._fs
+
+    @property
+    def path(self) -> str:
+        return self.fs._strip_protocol(self.url) if self.scheme != "file" else self.url
+
+    def info(self) -> SourceInfo:
+        if self._info is None:
+            if self.scheme == "hf":
+                self._resolve_hf()
+            raw = self.fs.info(self.path)
+            lfs = raw.get("lfs") or {}
+            version = raw.get("ETag") or raw.get("etag") or raw.get("blob_id") or raw.get("mtime")
+            self._info = SourceInfo(
+                size=raw.get("size"),
+                version=str(version).strip('"') if version is not None else None,
+                sha256=lfs.get("sha256") if isinstance(lfs, dict) else None,
+                resolved=self.url if self.scheme == "hf" else None,
+            )
+        return self._info
+
+    def _resolve_hf(self) -> None:
+        """Pin `hf://org/repo@branch/...` to the commit the branch points at now."""
+        from huggingface_hub import HfApi
+
+        rp = self.fs.resolve_path(self.path)
+        if rp.revision and re.fullmatch(r"[0-9a-f]{40}", rp.revision):
+            return
+        api = HfApi(endpoint=self.fs.endpoint, token=self.fs.token)
+        sha = api.repo_info(rp.repo_id, revision=rp.revision, repo_type=rp.repo_type).sha
+        prefix = "" if rp.repo_type == "model" else f"{rp.repo_type}s/"
+        tail = f"/{rp.path_in_repo}" if rp.path_in_repo else ""
+        self.url = f"hf://{prefix}{rp.repo_id}@{sha}{tail}"
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        fs = self.fs
+        if start == 0 and end is None and self.scheme in ("hf", "http", "https"):
+            f = fs.open(self.path, "rb", block_size=0)  # one streamed GET
+        else:
+            f = fs.open(self.path, "rb", block_size=CHUNK, cache_type="none")
+            f.seek(start)
+        with f:
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                data = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+
+    def is_dir(self) -> bool:
+        if self.scheme == "hf":
+            self._resolve_hf()
+        return bool(self.fs.isdir(self.path))
+
+    def list(self) -> list[Entry]:
+        base = self.path.rstrip("/")
+        found = self.fs.find(base, detail=True)
+        entries = []
+        for name, meta in sorted(found.items()):
+            if meta.get("type") == "directory":
+                continue
+            rel = name[len(base) + 1:] if name.startswith(base + "/") else os.path.basename(name)
+            url = f"{self.url.rstrip('/')}/{rel}"
+            child = FsspecSource(url, self.scheme, self.options, _fs=self._fs)
+            entries.append(Entry(rel, meta.get("size"), child))
+        return entries
+
+
+@dataclass
+class HttpSource:
+    """HTTP(S) read directly with ranges, so a 200-for-a-Range answer and ETags are seen."""
+
+    url: str
+    display: str = ""
+    _info: SourceInfo | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.display = self.display or redact_url(self.url)
+
+    def _open(self, method: str, headers: dict[str, str]) -> Any:
+        req = urllib.request.Request(self.url, method=method, headers={"User-Agent": "vvstore", **headers})
+        try:
+            return urllib.request.urlopen(req, timeout=TIMEOUT)
+        except urllib.error.HTTPError as e:
+            e.close()
+            raise SourceError(
+                self.display, f"HTTP {e.code} {e.reason}", transient=e.code in TRANSIENT_STATUS,
+                retry_after=_seconds(e.headers.get("Retry-After")),
+            ) from None
+        except urllib.error.URLError as e:
+            raise SourceError(self.display, f"cannot connect: {e.reason}", transient=True) from None
+
+    def info(self) -> SourceInfo:
+        if self._info is None:
+            with self._open("HEAD", {}) as r:
+                length = r.headers.get("Content-Length")
+                self._info = SourceInfo(
+                    size=int(length) if length is not None else None,
+                    version=(r.headers.get("ETag") or r.headers.get("Last-Modified") or "").strip('"') or None,
+                    ranges=r.headers.get("Accept-Ranges", "").lower() == "bytes",
+                )
+        return self._info
+
+    def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        with self._open("GET", headers) as r:
+            if headers and r.status != 206:
+                raise RangeIgnored(f"{self.display} answered a Range request with HTTP {r.status}")
+            if headers and not r.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+                raise SourceError(self.display, f"unexpected Content-Range {r.headers.get('Content-Range')!r}")
+            while data := r.read(CHUNK):
+                yield data
+
+    def is_dir(self) -> bool:
+        return False
+
+    def list(self) -> list[Entry]:
+        raise UsageError(f"{self.display}: an HTTP URL names one file, not a directory")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date Retry-After: fall back to the backoff schedule
