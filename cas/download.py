@@ -32,6 +32,7 @@ from .errors import (
     IntegrityError,
     LockTimeoutError,
     NotFoundError,
+    SourceError,
     VVStoreError,
 )
 from .failpoints import failpoint
@@ -197,6 +198,8 @@ class ModelDownloader:
             except IntegrityError as e:
                 wrong += 1
                 failures.append((display, str(e)))
+            except SourceError as e:
+                failures.append((display, e.reason))
             except VVStoreError as e:
                 failures.append((display, str(e)))
             except Exception as e:  # any backend's error: recorded, then the next source

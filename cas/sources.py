@@ -237,8 +237,14 @@ class HttpSource:
                 raise RangeIgnored(f"{self.display} answered a Range request with HTTP {r.status}")
             if headers and not r.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
                 raise SourceError(self.display, f"unexpected Content-Range {r.headers.get('Content-Range')!r}")
+            length = r.headers.get("Content-Length")
+            got = 0
             while data := r.read(CHUNK):
+                got += len(data)
                 yield data
+            if length is not None and got < int(length):  # http.client returns short, silently
+                raise SourceError(self.display, f"connection closed after {got} of {length} bytes",
+                                  transient=True)
 
     def is_dir(self) -> bool:
         return False

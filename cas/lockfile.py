@@ -1,0 +1,452 @@
+"""The lockfile (`vvstore.lock`): schema, TOML I/O, validation, and drift from the manifest.
+
+TOML in the shape of `pylock.toml`, written only by vvstore, sorted, byte-identical when
+nothing changed::
+
+    lock-version = "1"
+    created-by = "vvstore 0.1.0"
+
+    [[models]]
+    name = "resnet50"
+    version = "1.2.0"
+    kind = "file"
+    digest = "blake3:…"
+    size = 102400
+    format = "onnx"
+    sources = [
+        "hf://timm/resnet50@main/model.onnx",
+    ]
+
+    [[models.files]]
+    path = "model.onnx"
+    size = 102400
+    hashes = { blake3 = "…", sha256 = "…" }
+    sources = [
+        "hf://timm/resnet50@<commit>/model.onnx",
+    ]
+
+Two kinds of source, so a branch in the manifest does not look like drift:
+`models.sources` are the manifest's sources as written (credentials stripped): what was asked
+for, compared with the manifest by :func:`diff`, in order (it is the order they are tried).
+`models.files.sources` are where each file was found, resolved (an HF commit, never a branch):
+what `fetch --locked` downloads from. `hashes.blake3` is bare hex like pylock's sha256; the
+model `digest` keeps its prefix. A file model's digest is its one file's; a tree model's is the
+digest of the tree document of its files, so the lockfile alone can rebuild it
+(:meth:`LockedModel.tree`). Decoding checks all of that and refuses, naming the field, any
+unsafe path or name, malformed digest, duplicate, or source that carries a credential.
+
+Drift: a model in the manifest and not locked is `added`; locked and not in the manifest,
+`removed`; when one name lost exactly one version and gained exactly one, it is one `version`
+change instead. For a model in both: `kind`, `file` (a file model's name), `format` and
+`digest` drift only when the manifest states them; `source` drifts when the manifest's sources
+(credentials stripped) differ from `models.sources`. No drift means in sync.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from .atomic import atomic_write
+from .digest import hash_bytes
+from .errors import DriftError, InvalidNameError, LockfileError, ManifestError, NotFoundError
+from .manifest import Manifest, ModelEntry, version_key
+from .names import validate_name, validate_relpath, validate_version
+from .redact import has_credentials, redact_url, strip_credentials
+from .tree import DigestStr, Tree, TreeEntry
+
+LOCKFILE_NAME = "vvstore.lock"
+LOCK_VERSION = "1"
+HexStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+Size = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # TOML integers are 64-bit
+Source = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+def _created_by() -> str:
+    try:
+        return f"vvstore {_dist_version('vvstore')}"
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "vvstore"
+
+
+CREATED_BY = _created_by()
+
+
+class Hashes(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A file's hashes as bare hex: BLAKE3 always, SHA-256 when a source offered one."""
+
+    blake3: HexStr
+    sha256: HexStr | None = None
+
+
+class LockedFile(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One file of a locked model, with the resolved sources it can be fetched from."""
+
+    path: str
+    size: Size
+    hashes: Hashes
+    sources: list[Source] = msgspec.field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return f"blake3:{self.hashes.blake3}"
+
+
+class LockedModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One model version pinned to exact digests."""
+
+    name: str
+    version: str
+    kind: Literal["file", "tree"]
+    digest: DigestStr
+    size: Size
+    format: str | None = None
+    sources: list[Source] = msgspec.field(default_factory=list)
+    files: list[LockedFile] = msgspec.field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        version: str,
+        kind: Literal["file", "tree"],
+        files: Iterable[LockedFile],
+        *,
+        format: str | None = None,
+        sources: Iterable[str] = (),
+    ) -> LockedModel:
+        """A model whose digest and size are computed from its files (sorted by path)."""
+        files = sorted(files, key=lambda f: f.path)
+        if kind == "file" and len(files) != 1:
+            raise ValueError(f"a file model has exactly one file, not {len(files)}")
+        digest = files[0].digest if kind == "file" else str(hash_bytes(_tree(files).encode()))
+        size = sum(f.size for f in files)
+        return cls(name, version, kind, digest, size, format, list(sources), files)
+
+    def tree(self) -> Tree:
+        """The tree document of the model's files; a tree model's digest is its digest."""
+        return _tree(self.files)
+
+    def normalized(self) -> LockedModel:
+        """A copy with the files sorted by path."""
+        return msgspec.structs.replace(self, files=sorted(self.files, key=lambda f: f.path))
+
+
+def _tree(files: Iterable[LockedFile]) -> Tree:
+    return Tree.from_entries(TreeEntry(f.path, f.digest, f.size) for f in files)
+
+
+class Lockfile(msgspec.Struct, rename="kebab", forbid_unknown_fields=True):
+    """The whole lockfile document; TOML keys are `lock-version` and `created-by`."""
+
+    lock_version: str = LOCK_VERSION
+    created_by: str = CREATED_BY
+    models: list[LockedModel] = msgspec.field(default_factory=list)
+
+    # --- I/O ---------------------------------------------------------------------------------
+
+    @classmethod
+    def loads(cls, data: bytes, file: str = LOCKFILE_NAME) -> Lockfile:
+        """Parse and validate lockfile bytes; `file` names it in errors."""
+        try:
+            raw = msgspec.toml.decode(data)
+        except msgspec.DecodeError as e:
+            raise LockfileError(file, None, f"not valid TOML: {e}") from None
+        found = raw.get("lock-version")
+        if found is None:
+            raise LockfileError(file, "$.lock-version", "missing: is this a vvstore lockfile?")
+        if isinstance(found, str) and found != LOCK_VERSION:
+            raise LockfileError(
+                file, "$.lock-version", f"unsupported lock-version {found!r}; this vvstore "
+                f"reads {LOCK_VERSION!r}", hint="upgrade vvstore",
+            )  # fmt: skip
+        try:
+            lock = msgspec.convert(raw, type=cls)
+        except msgspec.ValidationError as e:
+            raise field_error(file, e) from None
+        _check(lock, file)
+        return lock.normalized()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Lockfile:
+        """Read a lockfile; :class:`NotFoundError` when absent, :class:`LockfileError` when bad."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no lockfile at {path}", hint="run `vvstore lock`") from None
+        return cls.loads(data, os.fspath(path))
+
+    @classmethod
+    def load_or_empty(cls, path: str | os.PathLike[str]) -> Lockfile:
+        """Read a lockfile, or an empty one when the file does not exist."""
+        return cls.load(path) if os.path.lexists(path) else cls()
+
+    def dumps(self) -> bytes:
+        """Canonical TOML: models sorted by name and version, files by path."""
+        lines: list[str] = []
+        _emit(msgspec.to_builtins(self.normalized()), "", lines)
+        return ("\n".join(lines) + "\n").encode()
+
+    def save(self, path: str | os.PathLike[str]) -> bool:
+        """Write atomically; unchanged bytes leave the file untouched. True when written."""
+        data = self.dumps()
+        try:
+            if Path(path).read_bytes() == data:
+                return False
+        except FileNotFoundError:
+            pass
+        atomic_write(path, data)
+        return True
+
+    def normalized(self) -> Lockfile:
+        """A copy in canonical order."""
+        models = sorted((m.normalized() for m in self.models), key=_model_key)
+        return msgspec.structs.replace(self, models=models)
+
+    # --- query and update --------------------------------------------------------------------
+
+    def get(self, name: str, version: str | None = None) -> LockedModel | None:
+        """The locked `name@version`; without a version, the highest locked. None if absent."""
+        found = [m for m in self.models if m.name == name and version in (None, m.version)]
+        return max(found, key=_model_key) if found else None
+
+    def upsert(self, model: LockedModel) -> LockedModel | None:
+        """Validate and add `model`, replacing its name@version; returns the replaced one."""
+        model = model.normalized()
+        old = self.get(model.name, model.version)
+        models = [m for m in self.models if m is not old] + [model]
+        models.sort(key=_model_key)
+        _check_model(model, f"$.models[{models.index(model)}]", LOCKFILE_NAME)
+        if old != model:
+            self.models, self.created_by = models, CREATED_BY
+        return old
+
+    def remove(self, name: str, version: str | None = None) -> list[LockedModel]:
+        """Drop `name@version` (every version when None); returns what was removed."""
+        gone = [m for m in self.models if m.name == name and version in (None, m.version)]
+        if gone:
+            self.models = [m for m in self.models if all(m is not g for g in gone)]
+            self.created_by = CREATED_BY
+        return gone
+
+    def referenced_digests(self) -> set[str]:
+        """Every digest the lockfile keeps alive: model (file or tree) and file digests."""
+        return {m.digest for m in self.models} | {f.digest for m in self.models for f in m.files}
+
+
+def _model_key(m: LockedModel) -> tuple[Any, ...]:
+    return (m.name, version_key(m.version), m.version)
+
+
+def field_error(
+    file: str, e: msgspec.ValidationError, error: type[ManifestError] = LockfileError
+) -> ManifestError:
+    """A msgspec schema error as `error(file, "$.models[0].size", problem)`.
+
+    msgspec ends its message with `` - at `$.path` ``; a problem at the top has no path.
+    """
+    problem, sep, where = str(e).rpartition(" - at `")
+    if not sep:
+        return error(file, "$", str(e))
+    return error(file, where.rstrip("`"), problem)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+_CREDENTIAL_HINT = (
+    "remove the credential from the URL; vvstore takes credentials from the environment or "
+    "the libraries' own configuration, never from the lockfile"
+)
+
+
+def _check(lock: Lockfile, file: str) -> None:
+    seen: set[tuple[str, str]] = set()
+    for i, model in enumerate(lock.models):
+        _check_model(model, f"$.models[{i}]", file)
+        if (model.name, model.version) in seen:
+            raise LockfileError(file, f"$.models[{i}]", f"{model.ref} is locked twice")
+        seen.add((model.name, model.version))
+
+
+def _check_model(m: LockedModel, at: str, file: str) -> None:
+    _check_value(validate_name, m.name, f"{at}.name", file)
+    _check_value(validate_version, m.version, f"{at}.version", file)
+    _check_sources(m.sources, f"{at}.sources", file)
+    paths: set[str] = set()
+    for j, f in enumerate(m.files):
+        _check_value(validate_relpath, f.path, f"{at}.files[{j}].path", file)
+        if f.path in paths:
+            raise LockfileError(file, f"{at}.files[{j}].path", f"{f.path!r} is listed twice")
+        paths.add(f.path)
+        _check_sources(f.sources, f"{at}.files[{j}].sources", file)
+    if m.kind == "file" and len(m.files) != 1:
+        raise LockfileError(file, f"{at}.files", f"a file model has one file, not {len(m.files)}")
+    size = sum(f.size for f in m.files)
+    if m.size != size:
+        raise LockfileError(file, f"{at}.size", f"{m.size} is not the sum of its files ({size})")
+    digest = m.files[0].digest if m.kind == "file" else str(hash_bytes(_tree(m.files).encode()))
+    if m.digest != digest:
+        what = "its file's hashes.blake3" if m.kind == "file" else "the tree of its files"
+        raise LockfileError(file, f"{at}.digest", f"{m.digest} does not match {what} ({digest})")
+
+
+def _check_value(check: Any, value: str, at: str, file: str) -> None:
+    try:
+        check(value)
+    except InvalidNameError as e:
+        raise LockfileError(file, at, e.message) from None
+
+
+def _check_sources(sources: list[str], at: str, file: str) -> None:
+    for k, source in enumerate(sources):
+        if has_credentials(source):
+            problem = f"source {redact_url(source)!r} carries a credential"
+            raise LockfileError(file, f"{at}[{k}]", problem, hint=_CREDENTIAL_HINT)
+
+
+# --- TOML output ---------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPES = {c: "\\" + e for c, e in zip('"\\\b\t\n\f\r', '"\\btnfr')}
+
+
+def _emit(table: dict[str, Any], name: str, out: list[str]) -> None:
+    """Scalars and inline values first, then arrays of tables as `[[name.key]]` blocks."""
+    if name:
+        out.append(f"\n[[{name}]]")
+    nested = []
+    for key, value in table.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            nested.append((key, value))
+        else:
+            out.append(f"{_key(key)} = {_value(value)}")
+    for key, rows in nested:
+        for row in rows:
+            _emit(row, f"{name}.{key}" if name else key, out)
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return _string(v)
+    if isinstance(v, dict):
+        items = ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items())
+        return f"{{ {items} }}" if v else "{}"
+    if isinstance(v, list):
+        return "[\n" + "".join(f"    {_value(x)},\n" for x in v) + "]" if v else "[]"
+    raise TypeError(f"cannot write {type(v).__name__} to the lockfile")
+
+
+def _string(s: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    out = (
+        _ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in s
+    )
+    return '"' + "".join(out) + '"'
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+DriftKind = Literal["added", "removed", "version", "kind", "file", "format", "digest", "source"]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One way the manifest and the lockfile disagree (`manifest` and `locked` values)."""
+
+    kind: DriftKind
+    name: str
+    version: str
+    manifest: str | None = None
+    locked: str | None = None
+
+    def __str__(self) -> str:
+        ref = f"{self.name}@{self.version}"
+        if self.kind == "added":
+            return f"+ {ref} (in manifest, not locked)"
+        if self.kind == "removed":
+            return f"- {ref} (locked, not in manifest)"
+        if self.kind == "version":
+            return f"~ {self.name}: version {self.locked} (locked) -> {self.manifest} (manifest)"
+        return f"~ {ref}: {self.kind} {self.locked} (locked) -> {self.manifest} (manifest)"
+
+
+def diff(manifest: Manifest, lock: Lockfile) -> list[Drift]:
+    """Every disagreement between manifest and lockfile, by model name; empty when in sync."""
+    wanted: dict[str, dict[str, ModelEntry]] = defaultdict(dict)
+    locked: dict[str, dict[str, LockedModel]] = defaultdict(dict)
+    for e in manifest.models:
+        wanted[e.name][e.version] = e
+    for m in lock.models:
+        locked[m.name][m.version] = m
+    drifts: list[Drift] = []
+    for name in sorted(wanted.keys() | locked.keys()):
+        w, have = wanted[name], locked[name]
+        for v in sorted(w.keys() & have.keys(), key=version_key):
+            drifts.extend(_changes(w[v], have[v]))
+        new = sorted(w.keys() - have.keys(), key=version_key)
+        old = sorted(have.keys() - w.keys(), key=version_key)
+        if len(new) == 1 and len(old) == 1:
+            drifts.append(Drift("version", name, new[0], new[0], old[0]))
+            continue
+        drifts.extend(Drift("removed", name, v) for v in old)
+        drifts.extend(Drift("added", name, v) for v in new)
+    return drifts
+
+
+def _changes(e: ModelEntry, m: LockedModel) -> list[Drift]:
+    def drift(kind: DriftKind, wanted: object, have: object) -> Drift:
+        return Drift(kind, e.name, e.version, _show(wanted), _show(have))
+
+    found = []
+    if e.kind != m.kind:
+        found.append(drift("kind", e.kind, m.kind))
+    if e.kind == m.kind == "file" and e.file and m.files and e.file != m.files[0].path:
+        found.append(drift("file", e.file, m.files[0].path))
+    if e.format is not None and e.format != m.format:
+        found.append(drift("format", e.format, m.format))
+    if e.digest is not None and e.digest != m.digest:
+        found.append(drift("digest", e.digest, m.digest))
+    sources = [strip_credentials(s) for s in e.sources]
+    if sources != m.sources:
+        found.append(drift("source", sources, m.sources))
+    return found
+
+
+def _show(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(redact_url, value)) + "]"
+    return "none" if value is None else str(value)
+
+
+def format_drift(drifts: Iterable[Drift]) -> str:
+    """One line per drift (`+` added, `-` removed, `~` changed); empty when in sync."""
+    return "\n".join(map(str, drifts))
+
+
+def require_in_sync(manifest: Manifest, lock: Lockfile, file: str = LOCKFILE_NAME) -> None:
+    """Raise :class:`DriftError` (exit 3) listing every drift, as `fetch --locked` needs."""
+    drifts = diff(manifest, lock)
+    if drifts:
+        problem = "the manifest and the lockfile disagree:\n" + format_drift(drifts)
+        raise DriftError(file, None, problem, hint="run `vvstore lock` to update the lockfile")
