@@ -149,8 +149,8 @@ class BlobStore:
     def open(self, digest: Digest) -> BinaryIO:
         """A read-only file object on the blob; freshens its last use. Never follows a symlink."""
         path = self.require(digest)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        return os.fdopen(fd, "rb")
+        # open() with an opener keeps `.name` the blob's path (fsspec.open_local reads it)
+        return open(path, "rb", opener=_open_nofollow)
 
     def freshen(self, digest: Digest) -> bool:
         """Mark the blob used now (its mtime). False if it is absent."""
@@ -313,6 +313,10 @@ class BlobStore:
         atomic_write(dest.parent / f"{dest.name}.reason", (reason + "\n").encode())
         self.audit.record("quarantine", outcome="failed", digest=digest, reason=reason)
         return dest
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
 class _WriterContext:
