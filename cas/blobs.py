@@ -134,9 +134,14 @@ class BlobStore:
         return self.layout.blob_path(digest)
 
     def has(self, digest: Digest) -> bool:
-        """True when a regular file (never a symlink) is present under the digest."""
+        """True when a regular file is present under the digest, reached through no symlink."""
+        path = self.path(digest)
         try:
-            return stat.S_ISREG(os.lstat(self.path(digest)).st_mode)
+            return (
+                stat.S_ISREG(os.lstat(path).st_mode)
+                and stat.S_ISDIR(os.lstat(path.parent).st_mode)
+                and stat.S_ISDIR(os.lstat(self.layout.blobs).st_mode)
+            )
         except OSError:
             return False
 
@@ -262,6 +267,7 @@ class BlobStore:
                 fcntl.ioctl(f.fileno(), FICLONE, s.fileno())
             except OSError as e:
                 log.warning("reflink not supported here (%s); copying %s instead", e.strerror, src)
+                tmp.unlink()
                 return None
             os.fsync(f.fileno())
         return self._publish_hashed(tmp, expected, str(src), "reflink")

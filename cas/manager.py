@@ -281,7 +281,7 @@ class DefaultModelManager(BaseModelManager):
     def _local_source(self, src: Path) -> str | None:
         """A path inside the project is recorded as a portable, relative source."""
         try:
-            rel = src.absolute().relative_to(self.manifest.project_dir)
+            rel = Path(os.path.abspath(src)).relative_to(self.manifest.project_dir)
         except ValueError:
             return None
         return rel.as_posix()

@@ -68,10 +68,15 @@ def _field_error(file: str, e: msgspec.ValidationError) -> ManifestError:
     problem, sep, where = text.rpartition(" - at `")
     if not sep:
         return ManifestError(file, None, text)
+    where = where.rstrip("`")
+    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", problem)
+    if unknown:  # msgspec names the object; name the field itself
+        where = f"{where}.{unknown.group(1)}"
+        problem = "unknown field"
     hint = None
     if "Expected `str`, got `float`" in problem or "Expected `str`, got `int`" in problem:
         hint = 'quote it, e.g. version: "1.10", so YAML keeps it as written'
-    return ManifestError(file, where.rstrip("`"), problem, hint=hint)
+    return ManifestError(file, where, problem, hint=hint)
 
 
 def decode_manifest(data: bytes, file: str) -> Manifest:
