@@ -73,8 +73,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _dirs(files: dict[str, _Blob]) -> set[str]:
-    return {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
+def _dirs(files: dict[str, _Blob]) -> dict[str, str]:
+    """Every directory of ``files`` with a tree oid (sha1 of the listing below it)."""
+    listing: dict[str, list[str]] = {}
+    for path, blob in sorted(files.items()):
+        for i in range(1, path.count("/") + 1):
+            listing.setdefault(path.rsplit("/", i)[0], []).append(f"{path} {blob.oid}\n")
+    return {d: hashlib.sha1("".join(lines).encode()).hexdigest() for d, lines in listing.items()}
 
 
 def _file_entry(commit: _Commit, path: str, expand: bool) -> dict[str, object]:
@@ -89,11 +94,8 @@ def _file_entry(commit: _Commit, path: str, expand: bool) -> dict[str, object]:
     return entry
 
 
-def _dir_entry(commit: _Commit, path: str, expand: bool) -> dict[str, object]:
-    listing = "".join(f"{p} {b.oid}\n" for p, b in sorted(commit.files.items())
-                      if p.startswith(path + "/"))
-    entry: dict[str, object] = {"type": "directory", "path": path,
-                                "oid": hashlib.sha1(listing.encode()).hexdigest()}
+def _dir_entry(commit: _Commit, path: str, oid: str, expand: bool) -> dict[str, object]:
+    entry: dict[str, object] = {"type": "directory", "path": path, "oid": oid}
     if expand:
         entry["lastCommit"] = {"id": commit.sha, "title": commit.message, "date": commit.date}
     return entry
@@ -102,12 +104,14 @@ def _dir_entry(commit: _Commit, path: str, expand: bool) -> dict[str, object]:
 def _entry(commit: _Commit, path: str, expand: bool) -> dict[str, object] | None:
     if path in commit.files:
         return _file_entry(commit, path, expand)
-    if path in _dirs(commit.files):
-        return _dir_entry(commit, path, expand)
+    if (oid := _dirs(commit.files).get(path)) is not None:
+        return _dir_entry(commit, path, oid, expand)
     return None
 
 
-def _tree(commit: _Commit, base: str, recursive: bool, expand: bool) -> list[dict[str, object]] | None:
+def _tree(
+    commit: _Commit, base: str, recursive: bool, expand: bool
+) -> list[dict[str, object]] | None:
     """Entries under ``base`` (dirs first), ``[file]`` for a file path, None if missing."""
     if base in commit.files:
         return [_file_entry(commit, base, expand)]
@@ -119,7 +123,7 @@ def _tree(commit: _Commit, base: str, recursive: bool, expand: bool) -> list[dic
     def wanted(p: str) -> bool:
         return p.startswith(prefix) and (recursive or "/" not in p[len(prefix):])
 
-    return ([_dir_entry(commit, d, expand) for d in sorted(dirs) if wanted(d)]
+    return ([_dir_entry(commit, d, oid, expand) for d, oid in sorted(dirs.items()) if wanted(d)]
             + [_file_entry(commit, f, expand) for f in sorted(commit.files) if wanted(f)])
 
 
@@ -192,8 +196,10 @@ class _HubHandler(QuietHandler):
             paths = [paths] if isinstance(paths, str) else paths
             found = [_entry(commit, p.strip("/"), expand) for p in paths]
             return self._json([e for e in found if e is not None])
-        entries = _tree(commit, path.strip("/"), _flag(query.get("recursive")),
-                        _flag(query.get("expand")))
+        key = (commit.sha, path.strip("/"), _flag(query.get("recursive")),
+               _flag(query.get("expand")))
+        if (entries := self.server.tree_cache.get(key)) is None:
+            entries = self.server.tree_cache[key] = _tree(commit, *key[1:])
         if entries is None:
             return self._error(404, "EntryNotFound", f"{path} does not exist on {rev}",
                                {"X-Repo-Commit": commit.sha})
@@ -247,6 +253,7 @@ class FakeHub(BackgroundHTTPServer):
         self._failures: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._counter = 0
+        self.tree_cache: dict[tuple[str, str, bool, bool], list[dict[str, object]] | None] = {}
 
     @property
     def endpoint(self) -> str:

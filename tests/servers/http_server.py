@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -21,18 +22,8 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
-    "BackgroundHTTPServer",
-    "Fault",
-    "FaultyHTTPServer",
-    "QuietHandler",
-    "RangeNotSatisfiable",
-    "drop_after",
-    "ignore_range",
-    "parse_range",
-    "send_paced",
-    "slow",
-    "status",
-    "wrong_bytes",
+    "BackgroundHTTPServer", "Fault", "FaultyHTTPServer", "QuietHandler", "RangeNotSatisfiable",
+    "drop_after", "ignore_range", "parse_range", "send_paced", "slow", "status", "wrong_bytes",
 ]
 
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -60,19 +51,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(header)
         return max(0, size - int(last)), size
     start = int(first)
-    stop = min(int(last) + 1, size) if last else size
-    if start >= size or stop <= start:
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignored
+    if start >= size:
         raise RangeNotSatisfiable(header)
-    return start, stop
+    return start, min(int(last) + 1, size) if last else size
 
 
 def send_paced(
     wfile: Any, data: bytes | memoryview, bps: float | None, on_sent: Callable[[int], None]
 ) -> None:
-    """Write ``data``, at most ``bps`` bytes per second if given, calling ``on_sent(n)`` per chunk.
+    """Write ``data`` in chunks, at most ``bps`` bytes per second if given.
 
-    Pacing waits *before* each chunk, so a client sees the whole body no sooner than
-    ``len(data) / bps`` seconds after the headers.
+    Pacing waits *before* each chunk, so a client has the whole body no sooner than
+    ``len(data) / bps`` seconds after the headers. ``on_sent(n)`` runs just before each write
+    (undone if it fails), so counters are up to date by the time the client has the bytes.
     """
     view = memoryview(data)
     step = max(1, min(64 * 1024, int(bps / 20))) if bps else 1024 * 1024
@@ -83,11 +76,13 @@ def send_paced(
             delay = start + (sent + len(piece)) / bps - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        wfile.write(piece)
-        if bps:
-            wfile.flush()
+        on_sent(len(piece))  # before the write: a client that has the bytes sees them counted
+        try:
+            wfile.write(piece)
+        except BaseException:
+            on_sent(-len(piece))
+            raise
         sent += len(piece)
-        on_sent(len(piece))
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -160,9 +155,7 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about disconnects; print anything else (a bug in a handler)."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], _DISCONNECTS + (OSError,)):
+        if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
 
     def start(self: _S) -> _S:
@@ -193,7 +186,10 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -213,10 +209,15 @@ class Fault:
     methods: frozenset[str] = frozenset({"GET"})
 
 
-def status(code: int, headers: dict[str, str] | None = None) -> Fault:
-    """Answer ``code`` (e.g. 500, 503, 404, 403, 429 + Retry-After) to a GET or HEAD."""
+def status(
+    code: int, headers: dict[str, str] | None = None, *, methods: tuple[str, ...] = ("GET", "HEAD")
+) -> Fault:
+    """Answer ``code`` (e.g. 500, 503, 404, 403, 429 + Retry-After) to a GET or HEAD.
+
+    ``methods=("GET",)`` lets a client's HEAD (fsspec's ``info``/``open``) through untouched.
+    """
     return Fault("status", code=code, headers=tuple((headers or {}).items()),
-                 methods=frozenset({"GET", "HEAD"}))
+                 methods=frozenset(methods))
 
 
 def drop_after(n: int) -> Fault:
@@ -256,7 +257,8 @@ class _FileHandler(QuietHandler):
         data = srv.files.get(path)
         if fault is not None and fault.kind == "status":
             srv.record(self.command, path, range_header, fault.code)
-            return self.send_bytes(fault.code, f"injected {fault.code}\n".encode(), dict(fault.headers))
+            text = f"injected {fault.code}\n".encode()
+            return self.send_bytes(fault.code, text, dict(fault.headers))
         if data is None:
             srv.record(self.command, path, range_header, 404)
             return self.send_bytes(404, b"not found\n")
@@ -339,7 +341,7 @@ class FaultyHTTPServer(BackgroundHTTPServer):
         return None
 
     def etag(self, path: str, data: bytes) -> str:
-        """Strong quoted ETag: sha1 of the content (cached while the content object is unchanged)."""
+        """Strong quoted ETag: sha1 of the content (cached while the content object is the same)."""
         cached = self._etags.get(path)
         if cached is None or cached[0] is not data:
             cached = (data, '"' + hashlib.sha1(data).hexdigest() + '"')
