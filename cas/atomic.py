@@ -40,11 +40,15 @@ def temp_file(directory: str | os.PathLike[str], prefix: str = "") -> Iterator[t
         raise
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` atomically: readers see the old file or the new, never half."""
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes, mode: int = 0o644, tmp_dir: str | os.PathLike[str] | None = None
+) -> None:
+    """Replace `path` with `data` atomically: readers see the old file or the new, never half.
+
+    The temp file goes in `tmp_dir` (same filesystem as `path`), else beside `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with temp_file(path.parent, prefix=f".{path.name}.") as (tmp, f):
+    with temp_file(tmp_dir or path.parent, prefix=f".{path.name}.") as (tmp, f):
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

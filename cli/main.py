@@ -104,7 +104,8 @@ def _register() -> None:
             cli.add_command(command)
 
 
-_register()
+if __name__ != "__main__":  # under `python -m cli.main` the package module registers them
+    _register()
 
 
 def main() -> None:
@@ -113,4 +114,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from cli.main import main as _main  # the package module, whose group has the commands
+
+    _main()
