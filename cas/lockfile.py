@@ -150,7 +150,11 @@ def _tree(files: Iterable[LockedFile]) -> Tree:
 
 
 class Lockfile(msgspec.Struct, rename="kebab", forbid_unknown_fields=True):
-    """The whole lockfile document; TOML keys are `lock-version` and `created-by`."""
+    """The whole lockfile document; TOML keys are `lock-version` and `created-by`.
+
+    `created-by` is stamped with this vvstore only when `upsert` or `remove` changes
+    something, so a run that changes nothing leaves the file byte-identical.
+    """
 
     lock_version: str = LOCK_VERSION
     created_by: str = CREATED_BY
@@ -182,11 +186,13 @@ class Lockfile(msgspec.Struct, rename="kebab", forbid_unknown_fields=True):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Lockfile:
-        """Read a lockfile; :class:`NotFoundError` when absent, :class:`LockfileError` when bad."""
+        """Read a lockfile: :class:`NotFoundError` if absent, :class:`LockfileError` if bad."""
         try:
             data = Path(path).read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"no lockfile at {path}", hint="run `vvstore lock`") from None
+        except OSError as e:  # unreadable is invalid (exit 3): gc must fail closed on it
+            raise LockfileError(os.fspath(path), None, f"cannot read: {e.strerror}") from None
         return cls.loads(data, os.fspath(path))
 
     @classmethod
@@ -320,7 +326,7 @@ def _check_sources(sources: list[str], at: str, file: str) -> None:
 # --- TOML output ---------------------------------------------------------------------------
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_ESCAPES = {c: "\\" + e for c, e in zip('"\\\b\t\n\f\r', '"\\btnfr')}
+_ESCAPES = {c: "\\" + e for c, e in zip('"\\\b\t\n\f\r', '"\\btnfr', strict=True)}
 
 
 def _emit(table: dict[str, Any], name: str, out: list[str]) -> None:
