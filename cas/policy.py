@@ -29,6 +29,7 @@ import math
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from .digest import Digest
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # only the type: this module never imports the I/O modules
     from .blobs import BlobStat
 
 DAY = 86400.0
-DEFAULT_GRACE = DAY  # longer than a large multi-file fetch takes between publish and lockfile
+DEFAULT_GRACE = DAY  # outlasts a long multi-file fetch between a publish and its lockfile write
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class Victim:
         owner = f", {self.owner}" if self.owner else ""
         return f"{self.digest.short} ({format_size(self.size)}{owner}): {self.reason}"
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, the digest as its `blake3:<hex>` string."""
+        return {**vars(self), "digest": str(self.digest)}
+
 
 @dataclass(frozen=True)
 class GcPlan:
@@ -138,10 +143,13 @@ class GcPlan:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready: digests as `blake3:<hex>` strings, sizes in bytes, times in seconds."""
-        out = asdict(self)
-        out["delete"] = [{**asdict(v), "digest": str(v.digest)} for v in self.delete]
-        out["delete_bytes"] = self.delete_bytes
-        return out
+        totals = ("total", "referenced", "pinned", "grace", "keep", "delete")
+        return {
+            "policy": asdict(self.policy),
+            "delete": [v.to_dict() for v in self.delete],
+            **{f"{k}_bytes": getattr(self, f"{k}_bytes") for k in totals},
+            "over_cap_by": self.over_cap_by,
+        }
 
 
 def plan_gc(
@@ -152,9 +160,18 @@ def plan_gc(
     now: float,
     owners: Mapping[Digest, str] | None = None,
 ) -> GcPlan:
-    """Plan a gc of `blob_stats` under `policy` at time `now`; a repeated digest counts once.
+    """Plan a gc: which blobs go, in order, with reasons (rules in the module docstring).
 
-    `owners` maps digests to the model they last belonged to, for the victims' `owner`.
+    Args:
+        blob_stats: every blob in the store (a repeated digest counts once).
+        referenced: digests some root needs (trees already expanded); never planned.
+        pinned: digests pinned explicitly; never planned while `policy.keep_pinned`.
+        policy: the limits; see :class:`CachePolicy`.
+        now: the current time, in the same clock as the mtimes (`time.time()`).
+        owners: the model each digest last belonged to, copied into `Victim.owner`.
+
+    Returns:
+        The plan; O(n log n) in the number of blobs.
     """
     candidates, total, ref, pin, young = _partition(blob_stats, referenced, pinned, policy, now)
     ttl_end, end = _cut(candidates, total, policy, now)
@@ -164,11 +181,10 @@ def plan_gc(
         _victim(s, "ttl", f"unreferenced, unused for {format_age(now - s.mtime)} > {limit}", owners)
         for s in candidates[:ttl_end]
     ]
-    lru = (
-        "unreferenced" if cap is None else f"unreferenced, LRU eviction to reach {format_size(cap)}"
-    )
-    rule = "unreferenced" if cap is None else "lru"
-    victims += [_victim(s, rule, lru, owners) for s in candidates[ttl_end:end]]
+    rule, reason = "unreferenced", "unreferenced"  # no limit set: all candidates (as dvc gc)
+    if cap is not None:
+        rule, reason = "lru", f"unreferenced, LRU eviction to reach {format_size(cap)}"
+    victims += [_victim(s, rule, reason, owners) for s in candidates[ttl_end:end]]
     keep = total - sum(v.size for v in victims)
     over = 0 if cap is None else max(0, ref + pin + young - cap)
     return GcPlan(policy, victims, total, ref, pin, young, keep, over)
@@ -182,28 +198,32 @@ def _partition(
     now: float,
 ) -> tuple[list[BlobStat], int, int, int, int]:
     """Candidates sorted oldest first, and the total, referenced, pinned and in-grace bytes."""
-    seen: set[Digest] = set()
+    # Membership by hex string: a str caches its hash, while Digest's dataclass hash runs Python.
+    ref_hex = {d.hex for d in referenced}
+    pin_hex = {d.hex for d in pinned} if policy.keep_pinned else set()
+    seen: set[str] = set()
     total = ref = pin = young = 0
     candidates: list[BlobStat] = []
     for s in stats:
-        if s.digest in seen:
+        h = s.digest.hex
+        if h in seen:
             continue
-        seen.add(s.digest)
+        seen.add(h)
         total += s.size
-        if s.digest in referenced:
+        if h in ref_hex:
             ref += s.size
-        elif policy.keep_pinned and s.digest in pinned:
+        elif h in pin_hex:
             pin += s.size
         elif now - s.mtime < policy.grace:
             young += s.size
         else:
             candidates.append(s)
-    candidates.sort(key=lambda s: (s.mtime, s.digest))
+    candidates.sort(key=attrgetter("mtime", "digest.hex"))
     return candidates, total, ref, pin, young
 
 
 def _victim(s: BlobStat, rule: str, reason: str, owners: Mapping[Digest, str]) -> Victim:
-    return Victim(s.digest, s.size, s.mtime, rule, reason, owners.get(s.digest))
+    return Victim(s.digest, s.size, s.mtime, rule, reason, owners.get(s.digest) if owners else None)
 
 
 def _cut(
