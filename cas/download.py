@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -205,13 +206,7 @@ class ModelDownloader:
             except Exception as e:  # any backend's error: recorded, then the next source
                 failures.append((display, _describe(e)))
             log.warning("%s: %s failed: %s", request.what, failures[-1][0], failures[-1][1])
-        if wrong == len(failures):
-            raise IntegrityError(
-                f"every source of {request.what} served wrong bytes:"
-                + "".join(f"\n  - {u}: {r}" for u, r in failures),
-                expected=str(request.digest) if request.digest else None,
-            )
-        raise AllSourcesFailedError(request.what, failures)
+        raise sources_failed(request.what, failures, wrong, request.digest)
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
         attempt = 0
@@ -233,22 +228,32 @@ class ModelDownloader:
                                  expected=str(request.size), actual=str(info.size))
         sha256 = request.sha256 or info.sha256
         for fresh in (False, True):
-            partial, offset = self._claim(request, source, info, fresh)
+            with _ACTIVE_LOCK:
+                partial, offset = self._claim(request, source, info, fresh)
+                _ACTIVE.add(str(partial.path))
             try:
                 if partial.state["mode"] == "parts":
-                    digest, size, got_sha = self._fetch_parts(source, partial, bool(sha256))
+                    try:
+                        digest, size, got_sha = self._fetch_parts(source, partial, bool(sha256))
+                    except RangeIgnored:
+                        log.info("%s ignored Range requests; fetching it as one stream", source.display)
+                        self._to_stream(partial)
+                        digest, size, got_sha = self._fetch_stream(source, partial, bool(sha256))
                 else:
                     digest, size, got_sha = self._fetch_stream(source, partial, bool(sha256))
                 self._check(request, source, partial, digest, size, sha256, got_sha)
+                pub: Published = self.store.publish_temp(partial.path, digest, size)
+                partial.state_path.unlink(missing_ok=True)
+                return FetchResult(request, pub.digest, size, True, info.resolved or source.url, got_sha, offset)
             except IntegrityError:
                 partial.state_path.unlink(missing_ok=True)
                 if offset and not fresh:
                     log.warning("resumed bytes of %s were wrong; starting over", request.what)
                     continue
                 raise
-            pub: Published = self.store.publish_temp(partial.path, digest, size)
-            partial.state_path.unlink(missing_ok=True)
-            return FetchResult(request, pub.digest, size, True, info.resolved or source.url, got_sha, offset)
+            finally:
+                with _ACTIVE_LOCK:
+                    _ACTIVE.discard(str(partial.path))
         raise AssertionError("unreachable")
 
     def _check(self, request: FetchRequest, source: Source, partial: _Partial, digest: Digest,
@@ -274,17 +279,21 @@ class ModelDownloader:
         mine = _Partial(tmp / f"dl.{key}.{unique_suffix()}.{os.urandom(4).hex()}.part")
         parallel = bool(info.ranges and info.size and info.size >= self.parallel_min and self.jobs > 1)
         want = {"what": request.what, "source": source.display, "version": info.version, "size": info.size,
-                "mode": "parts" if parallel else "stream", "part_size": self.part_size, "done": []}
+                "mode": "parts" if parallel else "stream", "part_size": self.part_size, "done": [],
+                "owner": _owner()}
         for old in ([] if fresh else sorted(tmp.glob(f"dl.{key}.*.part"))):
             try:
                 state = json.loads(old.with_name(old.name + ".json").read_text())
+                if _in_use(state.get("owner"), old):
+                    continue  # another live download's own file: never shared
                 os.rename(old, mine.path)  # atomic claim: only one process wins it
             except (OSError, ValueError):
                 continue
             os.replace(old.with_name(old.name + ".json"), mine.state_path)
             same = state.get("size") == info.size and (request.digest is not None or state.get("version") == info.version)
             if same and state.get("mode") == want["mode"] and state.get("part_size") == self.part_size:
-                mine.state = state
+                mine.state = {**state, "owner": want["owner"]}
+                mine.save()
                 offset = mine.path.stat().st_size if state["mode"] == "stream" else len(state["done"]) * self.part_size
                 log.info("resuming %s from a partial download (%d bytes)", request.what, offset)
                 return mine, offset
@@ -295,36 +304,32 @@ class ModelDownloader:
         mine.save()
         return mine, 0
 
+    def _to_stream(self, partial: _Partial) -> None:
+        """Start a ranged partial over as one stream (the source will not serve ranges)."""
+        os.truncate(partial.path, 0)
+        partial.state.update(mode="stream", done=[])
+        partial.save()
+
     def _fetch_stream(self, source: Source, partial: _Partial, want_sha: bool) -> tuple[Digest, int, str | None]:
-        hasher, sha = Hasher(), hashlib.sha256() if want_sha else None
         with open(partial.path, "r+b") as f:
-            for chunk in _read_file(f):  # re-hash what a previous attempt left: still one pass
-                hasher.update(chunk)
-                if sha:
-                    sha.update(chunk)
-            f.seek(hasher.size)
-            f.truncate()
+            sink = _Sink(f, want_sha)
+            sink.absorb_existing()  # re-hash what a previous attempt left: still one pass
+            expected = partial.state.get("size")
+            if expected is not None and sink.size > expected:  # longer than the object: restart
+                sink.reset()
 
             def pump() -> None:
                 try:
-                    chunks = source.read(hasher.size) if hasher.size else source.read()
-                    for chunk in chunks:
-                        f.write(chunk)
-                        hasher.update(chunk)
-                        if sha:
-                            sha.update(chunk)
+                    for chunk in source.read(sink.size) if sink.size else source.read():
+                        sink.write(chunk)
                         self._tick(len(chunk))
                         failpoint("download.chunk")
                 except RangeIgnored:
                     log.info("%s ignored the Range request; restarting from byte 0", source.display)
-                    f.seek(0)
-                    f.truncate()
-                    hasher.__init__()  # type: ignore[misc]
-                    if sha:
-                        sha.__init__()  # type: ignore[misc]
+                    sink.reset()
                     raise _Restart() from None
 
-            while True:
+            while expected is None or sink.size < expected:  # a complete partial needs no read
                 try:
                     self._retrying(pump)
                     break
@@ -332,7 +337,7 @@ class ModelDownloader:
                     continue
             f.flush()
             os.fsync(f.fileno())
-        return hasher.digest(), hasher.size, sha.hexdigest() if sha else None
+        return sink.hasher.digest(), sink.size, sink.sha.hexdigest() if sink.sha else None
 
     def _fetch_parts(self, source: Source, partial: _Partial, want_sha: bool) -> tuple[Digest, int, str | None]:
         size = int(partial.state["size"])
@@ -377,6 +382,81 @@ class ModelDownloader:
     def _tick(self, n: int) -> None:
         if self.progress:
             self.progress(n)
+
+
+_ACTIVE: set[str] = set()  # partials this process is writing right now
+_ACTIVE_LOCK = threading.RLock()  # _claim holds it while asking _in_use
+STALE_FOREIGN = 900.0  # a partial of another host untouched this long is abandoned
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _in_use(owner: Any, path: Path) -> bool:
+    """True while the process that owns a partial may still be writing it."""
+    if not isinstance(owner, dict):
+        return False
+    if owner.get("host") != socket.gethostname():
+        try:
+            return time.time() - path.stat().st_mtime < STALE_FOREIGN
+        except OSError:
+            return False
+    pid = owner.get("pid")
+    if pid == os.getpid():
+        with _ACTIVE_LOCK:
+            return str(path) in _ACTIVE  # in use by another thread, or left by a failed attempt
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False  # gone (or no such pid): its partial is free to resume
+    return True
+
+
+def sources_failed(what: str, failures: list[tuple[str, str]], wrong: int,
+                   expected: Digest | None = None) -> VVStoreError:
+    """The error for a thing none of whose sources worked: integrity (5) when every source
+    served wrong bytes, else a source failure (6); every reason listed either way."""
+    if failures and wrong == len(failures):
+        return IntegrityError(
+            f"every source of {what} served wrong bytes:" + "".join(f"\n  - {u}: {r}" for u, r in failures),
+            expected=str(expected) if expected else None,
+        )
+    return AllSourcesFailedError(what, failures)
+
+
+class _Sink:
+    """A partial file being appended to, with its running BLAKE3 (and sha256 when wanted)."""
+
+    def __init__(self, f: Any, want_sha: bool) -> None:
+        self.f, self.want_sha = f, want_sha
+        self.reset(truncate=False)
+
+    @property
+    def size(self) -> int:
+        return self.hasher.size
+
+    def reset(self, truncate: bool = True) -> None:
+        self.hasher = Hasher()
+        self.sha = hashlib.sha256() if self.want_sha else None
+        if truncate:
+            self.f.seek(0)
+            self.f.truncate()
+
+    def absorb_existing(self) -> None:
+        for chunk in _read_file(self.f):
+            self._hash(chunk)
+        self.f.seek(self.size)
+        self.f.truncate()
+
+    def write(self, chunk: bytes) -> None:
+        self.f.write(chunk)
+        self._hash(chunk)
+
+    def _hash(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        if self.sha:
+            self.sha.update(chunk)
 
 
 class _Restart(Exception):

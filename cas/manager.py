@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from .atomic import atomic_write
 from .blobs import LINK_MODES, BlobStore, LinkMode
 from .digest import Digest, Progress
-from .download import FetchRequest, FetchResult, ModelDownloader
+from .download import FetchRequest, FetchResult, ModelDownloader, sources_failed
 from .errors import IntegrityError, NotFoundError, SourceError, UsageError, VVStoreError
 from .formats import guess_format, guess_tree_format
 from .manifest import (
@@ -244,8 +244,10 @@ class DefaultModelManager(BaseModelManager):
         if source.is_dir():
             entry, files, new = self._tree_from_source(source, name, dl)
             entry.format = format or guess_tree_format(f.path for f in files)
+            url = source.url  # an HF branch or tag is recorded as the commit it resolved to
         else:
             res = dl.download(FetchRequest(name, [url]))
+            url = res.source or url
             fname = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
             entry = ModelEntry(name="", version="", file=fname or None, digest=str(res.digest), size=res.size)
             entry.format = format or guess_format(fname)
@@ -268,7 +270,7 @@ class DefaultModelManager(BaseModelManager):
         self, src: Path, link: LinkMode, progress: Progress | None
     ) -> tuple[ModelEntry, list[TreeEntry], int, str]:
         files, new, how = [], 0, "copy"
-        for rel, path in walk_files(src):
+        for rel, path in list(walk_files(src)):  # every name checked before any byte is stored
             pub = self.store.publish_file(path, link=link, progress=progress)
             files.append(TreeEntry(rel, str(pub.digest), pub.size))
             new += pub.new
@@ -356,10 +358,12 @@ class DefaultModelManager(BaseModelManager):
                 report.fetched.append((r.request.what, r))
             return
         failures: list[tuple[str, str]] = []
+        wrong = 0
         for url in entry.sources:
             try:
                 new, files, _ = self._tree_from_source(dl.open(url), entry.ref, dl, expected=digest)
             except VVStoreError as e:
+                wrong += isinstance(e, IntegrityError)
                 failures.append((redact_url(url), str(e)))
                 continue
             entry.digest, entry.size = new.digest, new.size
@@ -369,9 +373,7 @@ class DefaultModelManager(BaseModelManager):
             return
         if not entry.sources:
             raise NotFoundError(f"{entry.ref} is not in the store and has no sources")
-        from .errors import AllSourcesFailedError
-
-        raise AllSourcesFailedError(entry.ref, failures)
+        raise sources_failed(entry.ref, failures, wrong, digest)
 
     def _tree_from_source(
         self, source: Any, what: str, dl: ModelDownloader, expected: Digest | None = None

@@ -46,7 +46,7 @@ class RetryPolicy:
         """Seconds to wait before retry number `attempt` (0-based); honours Retry-After."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap)
-        d = min(self.cap, self.base * (2**attempt))
+        d = min(self.cap, self.base * (2 ** min(attempt, 64)))
         return d * (1 - self.jitter * rand())
 
     def should_retry(self, attempt: int, exc: BaseException) -> bool:

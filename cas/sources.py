@@ -9,13 +9,16 @@ one. URLs are shown only redacted; credentials come from the environment, never 
 from __future__ import annotations
 
 import os
+import base64
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from .errors import SourceError, UsageError
 from .redact import redact_url
@@ -200,12 +203,25 @@ class HttpSource:
     url: str
     display: str = ""
     _info: SourceInfo | None = field(default=None, repr=False)
+    _target: str = field(default="", repr=False)
+    _auth: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.display = self.display or redact_url(self.url)
+        parts = urllib.parse.urlsplit(self.url)
+        self._target, self._auth = self.url, None
+        if parts.username is not None:  # userinfo is credentials, sent as basic auth, never a host
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._auth = "Basic " + base64.b64encode(token).decode()
+            host = parts.hostname or ""
+            netloc = f"[{host}]" if ":" in host else host
+            netloc += f":{parts.port}" if parts.port else ""
+            self._target = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     def _open(self, method: str, headers: dict[str, str]) -> Any:
-        req = urllib.request.Request(self.url, method=method, headers={"User-Agent": "vvstore", **headers})
+        if self._auth:
+            headers = {**headers, "Authorization": self._auth}
+        req = urllib.request.Request(self._target, method=method, headers={"User-Agent": "vvstore", **headers})
         try:
             return urllib.request.urlopen(req, timeout=TIMEOUT)
         except urllib.error.HTTPError as e:

@@ -1,0 +1,281 @@
+"""Fetching from S3 (moto's server on 127.0.0.1) through s3fs: the CLI with
+`AWS_ENDPOINT_URL_S3`, and the Python API with the manifest's `storage:` options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+import yaml
+
+from cas.blobs import BlobStore
+from cas.digest import hash_bytes
+from cas.download import FetchRequest, ModelDownloader
+from cas.errors import AllSourcesFailedError, ManifestError
+from cas.manager import DefaultModelManager
+from cas.manifest import ModelManifest
+from cas.retry import RetryPolicy
+from tests.servers.s3 import MotoS3
+
+# a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
+pytestmark = pytest.mark.timeout(60)
+
+KiB, MiB = 1024, 1024 * 1024
+BUCKET = "models"
+
+
+@functools.cache
+def payload(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def blob_files(store: Path) -> list[Path]:
+    return sorted(p for p in (store / "blobs").rglob("*") if p.is_file())
+
+
+def assert_blobs_sound(store: Path) -> None:
+    for p in blob_files(store):
+        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
+
+
+def has_blob(store: Path, data: bytes) -> bool:
+    h = blake3.blake3(data).hexdigest()
+    p = store / "blobs" / "blake3" / h[:2] / h[2:]
+    return p.is_file() and blake3.blake3(p.read_bytes()).hexdigest() == h
+
+
+@pytest.fixture
+def bucket(s3: MotoS3) -> Any:
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def vv(vvstore_cmd: list[str], vv_project: Path, vv_home: Path, s3: MotoS3):
+    """`vvstore -C project ...` in a subprocess whose environment points boto3 at moto."""
+
+    def run(*args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            **s3.env(),
+            "VVSTORE_HOME": str(store or vv_home),
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "VVSTORE_FAILPOINTS"):
+            env.pop(name, None)
+        return subprocess.run(
+            [*vvstore_cmd, "-C", str(vv_project), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_add_s3_url_then_fetch_into_a_fresh_store(
+    bucket: Any, vv, vv_project: Path, vv_home: Path, tmp_path: Path
+) -> None:
+    data = payload(3 * MiB, 1)
+    bucket.put_object(Bucket=BUCKET, Key="acme/tiny.onnx", Body=data)
+    r = vv("add", "s3://models/acme/tiny.onnx", "--name", "x")
+    assert r.returncode == 0, r.stderr
+    [entry] = yaml.safe_load((vv_project / "vvstore.yaml").read_text())["models"]
+    assert entry["sources"] == ["s3://models/acme/tiny.onnx"]
+    assert entry["digest"] == str(hash_bytes(data)) and entry["size"] == len(data)
+    assert has_blob(vv_home, data)
+
+    fresh = tmp_path / "fresh"
+    r = vv("--json", "fetch", store=fresh)
+    assert r.returncode == 0, r.stderr
+    [f] = json.loads(r.stdout)["fetched"]
+    assert f["digest"] == str(hash_bytes(data)) and f["source"] == "s3://models/acme/tiny.onnx"
+    assert has_blob(fresh, data)
+    assert_blobs_sound(fresh)
+
+
+def test_cli_add_s3_prefix_as_a_tree(bucket: Any, vv, vv_project: Path, tmp_path: Path) -> None:
+    files = {"config.json": b'{"a": 1}', "weights/model.bin": payload(200 * KiB, 2)}
+    for rel, body in files.items():
+        bucket.put_object(Bucket=BUCKET, Key=f"snap/{rel}", Body=body)
+    r = vv("--json", "add", "s3://models/snap", "--name", "snap")
+    assert r.returncode == 0, r.stderr
+    [entry] = yaml.safe_load((vv_project / "vvstore.yaml").read_text())["models"]
+    assert entry["kind"] == "tree"
+    fresh = tmp_path / "fresh"
+    r = vv("--json", "fetch", store=fresh)
+    assert r.returncode == 0, r.stderr
+    for body in files.values():
+        assert has_blob(fresh, body)
+    show = vv("--json", "show", "snap", store=fresh)
+    assert show.returncode == 0, show.stderr
+    doc = json.loads(show.stdout)
+    assert doc["digest"] == entry["digest"]
+    assert {f["path"]: f["digest"] for f in doc["files"]} == {
+        k: str(hash_bytes(v)) for k, v in files.items()
+    }
+
+
+def test_cli_missing_key_exit_6_with_the_reason(bucket: Any, vv, vv_project: Path) -> None:
+    (vv_project / "vvstore.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {"name": "gone", "version": "1", "sources": ["s3://models/no/such/key.bin"]}
+                ]
+            }
+        )
+    )
+    r = vv("fetch")
+    assert r.returncode == 6, r.stderr
+    assert "s3://models/no/such/key.bin" in r.stderr
+    assert "FileNotFoundError" in r.stderr or "NoSuchKey" in r.stderr or "Not Found" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_add_missing_key_exit_6(bucket: Any, vv, vv_project: Path) -> None:
+    r = vv("add", "s3://models/nope.bin", "--name", "nope")
+    assert r.returncode == 6, r.stderr
+    assert "s3://models/nope.bin" in r.stderr
+    assert yaml.safe_load((vv_project / "vvstore.yaml").read_text())["models"] == []
+
+
+# --- Python API with the manifest's storage options --------------------------------------------
+
+
+def test_api_fetch_with_manifest_endpoint(
+    bucket: Any, s3: MotoS3, vv_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # only the manifest knows where S3 is
+    data = payload(2 * MiB, 3)
+    bucket.put_object(Bucket=BUCKET, Key="m.bin", Body=data)
+    manifest_path = vv_project / "vvstore.yaml"
+    manifest_path.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "name": "m",
+                        "version": "1",
+                        "sources": ["s3://models/m.bin"],
+                        "digest": str(hash_bytes(data)),
+                        "size": len(data),
+                    }
+                ],
+                "storage": {
+                    "s3": {
+                        "endpoint_url": s3.endpoint_url,
+                        "client_kwargs": {"region_name": s3.region},
+                    }
+                },
+            }
+        )
+    )
+    manifest = ModelManifest.load_manifest(manifest_path)
+    assert manifest.data.storage["s3"]["endpoint_url"] == s3.endpoint_url
+    store = tmp_path / "api-store"
+    mgr = DefaultModelManager(vv_project, store)
+    report = mgr.fetch()
+    assert report.errors == [], report.errors
+    [(ref, res)] = report.fetched
+    assert ref == "m@1" and res.digest == hash_bytes(data) and res.source == "s3://models/m.bin"
+    assert mgr.path("m").read_bytes() == data
+    assert mgr.fetch().present == ["m@1"]  # a second fetch is a no-op
+
+
+def test_api_fetch_records_the_digest_it_computed(
+    bucket: Any, s3: MotoS3, vv_project: Path
+) -> None:
+    data = payload(100 * KiB, 4)
+    bucket.put_object(Bucket=BUCKET, Key="nodigest.bin", Body=data)
+    (vv_project / "vvstore.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": [{"name": "n", "version": "1", "sources": ["s3://models/nodigest.bin"]}],
+                "storage": {"s3": {"endpoint_url": s3.endpoint_url}},
+            }
+        )
+    )
+    report = DefaultModelManager(vv_project).fetch()
+    assert report.errors == []
+    entry = ModelManifest.load_manifest(vv_project / "vvstore.yaml").get_model_info("n")
+    assert entry.digest == str(hash_bytes(data)) and entry.size == len(data)
+
+
+def test_api_missing_key_lists_the_reason(bucket: Any, s3: MotoS3, vv_project: Path) -> None:
+    (vv_project / "vvstore.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": [{"name": "g", "version": "1", "sources": ["s3://models/missing.bin"]}],
+                "storage": {"s3": {"endpoint_url": s3.endpoint_url}},
+            }
+        )
+    )
+    report = DefaultModelManager(vv_project).fetch()
+    [(ref, err)] = report.errors
+    assert ref == "g@1" and isinstance(err, AllSourcesFailedError) and err.exit_code == 6
+    [(url, reason)] = err.failures
+    assert url == "s3://models/missing.bin" and reason
+
+
+def test_manifest_refuses_credentials_in_storage_options(vv_project: Path) -> None:
+    (vv_project / "vvstore.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": [],
+                "storage": {"s3": {"endpoint_url": "http://127.0.0.1:1", "secret": "hunter2"}},
+            }
+        )
+    )
+    with pytest.raises(ManifestError) as e:
+        ModelManifest.load_manifest(vv_project / "vvstore.yaml")
+    assert "$.storage.s3.secret" in str(e.value) and "hunter2" not in str(e.value)
+
+
+def test_ranged_parallel_download_from_s3(bucket: Any, s3: MotoS3, tmp_path: Path) -> None:
+    data = payload(2 * MiB, 5)
+    bucket.put_object(Bucket=BUCKET, Key="big.bin", Body=data)
+    counting = s3.delay_proxy(0.0)  # a pass-through proxy that counts requests
+    store = BlobStore(tmp_path / "store")
+    dl = ModelDownloader(
+        store,
+        options={"s3": s3.storage_options(counting) | {"default_block_size": 256 * KiB}},
+        jobs=4,
+        part_size=256 * KiB,
+        parallel_min=512 * KiB,
+        retry=RetryPolicy(base=0.01),
+    )
+    res = dl.download(FetchRequest("big@1", ["s3://models/big.bin"], hash_bytes(data), len(data)))
+    assert store.path(res.digest).read_bytes() == data
+    gets = [p for m, p in s3.proxies[-1].requests if m == "GET" and "big.bin" in p]
+    assert len(gets) >= 8  # one or more ranged GETs per 256 KiB part
+
+
+def test_cli_tree_whose_source_changed_exit_5(
+    bucket: Any, vv, vv_project: Path, tmp_path: Path
+) -> None:
+    """Every source of a tree serves other bytes than were added: an integrity failure (5),
+    not a source failure (6); and no wrong tree is published under the recorded digest."""
+    bucket.put_object(Bucket=BUCKET, Key="snap2/a.bin", Body=payload(10 * KiB, 6))
+    r = vv("add", "s3://models/snap2", "--name", "snap2")
+    assert r.returncode == 0, r.stderr
+    recorded = yaml.safe_load((vv_project / "vvstore.yaml").read_text())["models"][0]["digest"]
+    bucket.put_object(Bucket=BUCKET, Key="snap2/a.bin", Body=payload(10 * KiB, 7))
+    fresh = tmp_path / "fresh"
+    r = vv("fetch", store=fresh)
+    assert r.returncode == 5, r.stderr
+    h = recorded.split(":", 1)[1]
+    assert not (fresh / "blobs" / "blake3" / h[:2] / h[2:]).exists()
+    assert_blobs_sound(fresh)
