@@ -37,7 +37,7 @@ from .errors import (
     VVStoreError,
 )
 from .failpoints import failpoint
-from .retry import RetryPolicy, is_transient, retry_after_of
+from .retry import RetryPolicy, retry_after_of
 from .sources import RangeIgnored, Source, SourceInfo, open_source
 
 log = logging.getLogger("vvstore")

@@ -61,6 +61,7 @@ class Source(Protocol):
     display: str
 
     def info(self) -> SourceInfo: ...
+    def resolve(self) -> str: ...
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def is_dir(self) -> bool: ...
     def list(self) -> list[Entry]: ...
@@ -146,6 +147,12 @@ class FsspecSource:
                 resolved=self.url if self.scheme == "hf" else None,
             )
         return self._info
+
+    def resolve(self) -> str:
+        """The URL to record: an HF branch or tag pinned to its commit, anything else as is."""
+        if self.scheme == "hf":
+            self._resolve_hf()
+        return self.url
 
     def _resolve_hf(self) -> None:
         """Pin `hf://org/repo@branch/...` to the commit the branch points at now."""
@@ -261,6 +268,9 @@ class HttpSource:
             if length is not None and got < int(length):  # http.client returns short, silently
                 raise SourceError(self.display, f"connection closed after {got} of {length} bytes",
                                   transient=True)
+
+    def resolve(self) -> str:
+        return self.url
 
     def is_dir(self) -> bool:
         return False

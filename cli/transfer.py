@@ -15,13 +15,18 @@ pass_app = click.make_pass_decorator(App)
 @click.argument("refs", nargs=-1)
 @click.option("--jobs", "-j", type=click.IntRange(min=1, max=256), default=None,
               help="Parallel transfers (default: sized for this machine).")
+@click.option("--locked", is_flag=True,
+              help="Fetch exactly the lockfile's digests; refuse (exit 3) if the manifest drifted.")
 @pass_app
-def fetch(app: App, refs: tuple[str, ...], jobs: int | None) -> None:
+def fetch(app: App, refs: tuple[str, ...], jobs: int | None, locked: bool) -> None:
     """Fetch the models named by REFS (default: all), verifying every byte."""
     m = app.manager
     total = sum(e.size or 0 for e in m.select(refs) if not m.is_present(e))
     with byte_progress(app, total, "fetching") as progress:
-        report = m.fetch(refs, jobs=jobs, progress=progress)
+        if locked:
+            report = m.fetch_locked(refs, jobs=jobs, progress=progress)
+        else:
+            report = m.fetch(refs, jobs=jobs, progress=progress)
     if app.json:
         emit_json({
             "fetched": [{"ref": ref, "digest": str(r.digest), "size": r.size, "source": r.source,
