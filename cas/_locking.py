@@ -13,11 +13,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ._fetching import FetchReport, join_source
+from .cache import GcReport, ModelCacheManager
 from .digest import Digest, Progress
 from .download import FetchRequest, FetchResult, ModelDownloader
-from .errors import NotFoundError, VVStoreError
+from .errors import NotFoundError, ProjectNotFoundError, VVStoreError
 from .lockfile import Drift, Hashes, LockedFile, LockedModel, Lockfile, diff, require_in_sync
-from .manifest import ModelEntry
+from .manifest import ModelEntry, Policy
+from .policy import CachePolicy
 from .redact import strip_credentials
 from .sources import scheme_of
 from .validate import VerifyReport, verify_blobs
@@ -191,6 +193,38 @@ class LockMixin:
                 self.store.publish_bytes(m.tree().encode(), expected=Digest.parse(m.digest))
         self.register()
         return report
+
+    # --- gc and pins -------------------------------------------------------------------------
+
+    def gc(self, *, max_size: str | int | None = None, ttl: str | None = None, grace: str | None = None,
+           dry_run: bool = False, allow_missing: bool = False) -> GcReport:
+        """Collect unreferenced blobs of the whole store; the manifest's `policy:` gives defaults."""
+        defaults = self._policy_defaults()
+        policy = CachePolicy.from_strings(
+            max_size=max_size if max_size is not None else defaults.max_size,
+            ttl=ttl if ttl is not None else defaults.ttl,
+            grace=grace if grace is not None else defaults.grace)
+        return ModelCacheManager(self.store).enforce_cache_policy(policy, dry_run, allow_missing)
+
+    def _policy_defaults(self) -> Policy:
+        try:
+            return self.manifest.data.policy or Policy()
+        except ProjectNotFoundError:  # gc of a store needs no project
+            return Policy()
+
+    def pin_digests(self, ref: str) -> list[Digest]:
+        """The blobs `pin`/`unpin` act on: a bare digest, or every blob of a model."""
+        if ref.startswith("blake3:"):
+            return [Digest.parse(ref)]
+        return self._digests_of(self.select([ref]))
+
+    def pin(self, ref: str) -> list[Digest]:
+        """Keep a model's (or a digest's) blobs whatever the policy; returns those newly pinned."""
+        return ModelCacheManager(self.store).pin(self.pin_digests(ref), ref)
+
+    def unpin(self, ref: str) -> list[Digest]:
+        """Let the policy collect them again; returns those that were pinned."""
+        return ModelCacheManager(self.store).unpin(self.pin_digests(ref))
 
     # --- verify ------------------------------------------------------------------------------
 

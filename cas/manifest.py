@@ -17,7 +17,13 @@ import yaml
 from packaging.version import InvalidVersion, Version
 
 from .atomic import atomic_write
-from .errors import InvalidNameError, ManifestError, ModelNotFoundError, ProjectNotFoundError
+from .errors import (
+    InvalidNameError,
+    ManifestError,
+    ModelNotFoundError,
+    ProjectNotFoundError,
+    UsageError,
+)
 from .names import validate_name, validate_relpath, validate_version
 from .tree import DigestStr
 
@@ -122,8 +128,24 @@ def _check_storage(manifest: Manifest, file: str) -> None:
                 )
 
 
+def _check_policy(manifest: Manifest, file: str) -> None:
+    from .units import parse_age, parse_size
+
+    p = manifest.policy
+    if p is None:
+        return
+    for key, value, parse in (("max_size", p.max_size, parse_size), ("ttl", p.ttl, parse_age),
+                              ("grace", p.grace, parse_age)):
+        if value is not None:
+            try:
+                parse(value)  # type: ignore[operator]
+            except UsageError as e:
+                raise ManifestError(file, f"$.policy.{key}", e.message) from None
+
+
 def _check_names(manifest: Manifest, file: str) -> None:
     _check_storage(manifest, file)
+    _check_policy(manifest, file)
     seen: set[tuple[str, str]] = set()
     for i, m in enumerate(manifest.models):
         for field, check in (("name", validate_name), ("version", validate_version)):

@@ -97,9 +97,9 @@ def cli(ctx: click.Context, store: str | None, project: str | None, as_json: boo
 
 
 def _register() -> None:
-    from . import lock, models, project, read, transfer
+    from . import cache, lock, models, project, read, transfer
 
-    for module in (project, models, read, transfer, lock):
+    for module in (project, models, read, transfer, lock, cache):
         for command in module.COMMANDS:
             cli.add_command(command)
 
