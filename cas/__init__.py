@@ -3,7 +3,9 @@
 The public API is this list; everything else is internal and may change.
 """
 
+from .api import open, path
 from .blobs import BlobStore
+from .cache import ModelCacheManager
 from .digest import Digest, hash_file
 from .errors import (
     AllSourcesFailedError,
@@ -22,26 +24,36 @@ from .errors import (
     UsageError,
     VVStoreError,
 )
+from .download import FetchRequest, ModelDownloader
+from .lockfile import Lockfile
 from .manager import BaseModelManager, DefaultModelManager
 from .manifest import ModelEntry, ModelManifest
 from .names import parse_ref, validate_name, validate_relpath, validate_version
+from .policy import CachePolicy
+from .validate import ModelValidator
 
 __all__ = [
     "AllSourcesFailedError",
     "BaseModelManager",
     "BlobNotFoundError",
     "BlobStore",
+    "CachePolicy",
     "DefaultModelManager",
     "Digest",
     "DriftError",
+    "FetchRequest",
     "IntegrityError",
     "InvalidNameError",
     "LockTimeoutError",
+    "Lockfile",
     "LockfileError",
     "ManifestError",
+    "ModelCacheManager",
+    "ModelDownloader",
     "ModelEntry",
     "ModelManifest",
     "ModelNotFoundError",
+    "ModelValidator",
     "NotFoundError",
     "ProjectNotFoundError",
     "SourceError",
@@ -49,7 +61,9 @@ __all__ = [
     "UsageError",
     "VVStoreError",
     "hash_file",
+    "open",
     "parse_ref",
+    "path",
     "validate_name",
     "validate_relpath",
     "validate_version",

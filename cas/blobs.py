@@ -81,7 +81,7 @@ class BlobWriter:
         self.path.unlink(missing_ok=True)
 
 
-_SKELETON = {"blobs", "tmp", "roots", "pins", "locks", "quarantine", "CACHEDIR.TAG"}
+_SKELETON = {"blobs", "tmp", "roots", "pins", "locks", "quarantine", "index", "CACHEDIR.TAG"}
 
 
 def _only_skeleton(root: Path) -> bool:

@@ -76,12 +76,17 @@ class StoreLayout:
         return self.root / "quarantine"
 
     @property
+    def index(self) -> Path:
+        """Small lookup files: which source URL and version map to which digest."""
+        return self.root / "index"
+
+    @property
     def audit_log(self) -> Path:
         return self.root / "audit.log"
 
     def directories(self) -> tuple[Path, ...]:
         """Every directory a store has."""
-        return (self.blobs, self.tmp, self.roots, self.pins, self.locks, self.quarantine)
+        return (self.blobs, self.tmp, self.roots, self.pins, self.locks, self.quarantine, self.index)
 
     def blob_path(self, digest: Digest) -> Path:
         """`blobs/blake3/ab/cdef…`: sharded by the first two hex characters."""
