@@ -52,7 +52,7 @@ def test_new_store_has_version_and_cachedir_tag(blob_store: BlobStore, vv_home: 
     assert blob_store.root == vv_home
     assert (vv_home / "VERSION").read_text() == f"{LAYOUT_VERSION}\n"
     assert (vv_home / "CACHEDIR.TAG").read_text() == CACHEDIR_TAG
-    for d in ("blobs/blake3", "tmp", "roots", "pins", "locks", "quarantine"):
+    for d in ("blobs/blake3", "tmp", "roots", "pins", "locks", "quarantine", "index"):
         assert (vv_home / d).is_dir()
 
 
@@ -456,3 +456,39 @@ def test_publishing_256_mib_keeps_memory_flat(tmp_path: Path, link: str) -> None
     hexd, extra_mib = out.stdout.split()
     assert hexd == blake3_of_file(src)
     assert int(extra_mib) < 150, f"publishing 256 MiB ({link}) raised peak RSS by {extra_mib} MiB"
+
+
+def test_kernel_copy_unavailable_falls_back_to_streaming(
+    blob_store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where copy_file_range refuses (another filesystem type, an old kernel), add streams
+    instead and still publishes exactly the source's bytes."""
+    import errno
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    src = tmp_path / "m.bin"
+    data = os.urandom(3 * (1 << 20) + 17)
+    src.write_bytes(data)
+    pub = blob_store.publish_file(src)
+    assert pub.digest.hex == blake3.blake3(data).hexdigest()
+    assert blob_store.path(pub.digest).read_bytes() == data
+
+
+def test_kernel_copy_hashes_what_was_written_across_many_steps(
+    blob_store: BlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many small copy steps (and a write-back sync between them) still hash the whole file
+    in order."""
+    import cas.blobs as blobs
+
+    monkeypatch.setattr(blobs, "COPY_STEP", 64 * 1024 + 3)
+    monkeypatch.setattr(blobs, "SYNC_EVERY", 256 * 1024)
+    src = tmp_path / "m.bin"
+    data = os.urandom(2 * (1 << 20) + 5)
+    src.write_bytes(data)
+    pub = blob_store.publish_file(src)
+    assert pub.digest.hex == blake3.blake3(data).hexdigest()
+    assert blob_store.path(pub.digest).read_bytes() == data

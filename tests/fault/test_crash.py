@@ -31,6 +31,7 @@ STORE_ENTRIES = {
     "pins",
     "locks",
     "quarantine",
+    "index",
 }
 
 
