@@ -289,6 +289,7 @@ class ModelDownloader:
                 os.rename(old, mine.path)  # atomic claim: only one process wins it
             except (OSError, ValueError):
                 continue
+            os.chmod(mine.path, 0o644)  # a crash after publish_temp's chmod left it read-only
             os.replace(old.with_name(old.name + ".json"), mine.state_path)
             same = state.get("size") == info.size and (request.digest is not None or state.get("version") == info.version)
             if same and state.get("mode") == want["mode"] and state.get("part_size") == self.part_size:
