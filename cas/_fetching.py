@@ -149,9 +149,13 @@ class FetchMixin:
         raise sources_failed(entry.ref, failures, wrong, digest)
 
     def _tree_from_source(
-        self, source: Any, what: str, dl: ModelDownloader, expected: Digest | None = None
+        self, source: Any, what: str, dl: ModelDownloader, expected: Digest | None = None,
+        learned: dict[str, str] | None = None,
     ) -> tuple[ModelEntry, list[TreeEntry], int]:
-        """Fetch every file of a directory source and store the tree; check it if expected."""
+        """Fetch every file of a directory source and store the tree; check it if expected.
+
+        `learned` collects the sha256 values the source offered, by blake3 hex.
+        """
         if not source.is_dir():
             raise SourceError(source.display, "is a single file, but the model is a directory")
         listing = source.list()
@@ -170,6 +174,8 @@ class FetchMixin:
                                  expected=str(expected), actual=str(pub.digest))
         entry = ModelEntry(name="", version="", kind="tree", digest=str(pub.digest), size=tree.size)
         new = sum(1 for r in results if isinstance(r, FetchResult) and r.fetched)
+        if learned is not None:
+            learned.update((r.digest.hex, r.sha256) for r in results if isinstance(r, FetchResult) and r.sha256)
         return entry, list(tree.files), new
 
 

@@ -7,6 +7,7 @@ project as a gc root of the store.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,7 @@ from ._fetching import FetchReport, join_source
 from .cache import GcReport, ModelCacheManager
 from .digest import Digest, Progress
 from .download import FetchRequest, FetchResult, ModelDownloader
-from .errors import NotFoundError, ProjectNotFoundError, VVStoreError
+from .errors import ModelNotFoundError, NotFoundError, ProjectNotFoundError, VVStoreError
 from .lockfile import Drift, Hashes, LockedFile, LockedModel, Lockfile, diff, require_in_sync
 from .manifest import ModelEntry, Policy
 from .policy import CachePolicy
@@ -70,6 +71,26 @@ class LockMixin:
     def load_lock(self) -> Lockfile:
         """The project's lockfile, or an empty one when there is none yet."""
         return Lockfile.load_or_empty(self.lockfile_path)
+
+    def pinned_version(self, name: str) -> str | None:
+        """The version of `name` the lockfile pins (the highest if several), or None.
+
+        Parsed once per lockfile state: cached by its mtime and size, so resolving refs in a
+        loop does not re-read a lockfile of a thousand models each time.
+        """
+        try:
+            st = os.stat(self.lockfile_path)
+        except (FileNotFoundError, ProjectNotFoundError):
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        cache = getattr(self, "_pins_cache", None)
+        if cache is None or cache[0] != stamp:
+            versions: dict[str, str] = {}
+            for m in Lockfile.load(self.lockfile_path).models:  # sorted: the last is the highest
+                versions[m.name] = m.version
+            cache = (stamp, versions)
+            self._pins_cache = cache
+        return cache[1].get(name)
 
     def drift(self) -> list[Drift]:
         """How the manifest and the lockfile disagree (empty when in sync). Touches nothing."""
@@ -223,8 +244,19 @@ class LockMixin:
         return ModelCacheManager(self.store).pin(self.pin_digests(ref), ref)
 
     def unpin(self, ref: str) -> list[Digest]:
-        """Let the policy collect them again; returns those that were pinned."""
-        return ModelCacheManager(self.store).unpin(self.pin_digests(ref))
+        """Let the policy collect them again; returns those that were pinned.
+
+        Pins remember the ref they were made for, so a model already removed from the
+        project can still be unpinned by name.
+        """
+        cache = ModelCacheManager(self.store)
+        digests = [d for d, label in cache.pins().items() if label == ref]
+        try:
+            digests += self.pin_digests(ref)
+        except ModelNotFoundError:
+            if not digests:
+                raise
+        return cache.unpin(dict.fromkeys(digests))
 
     # --- verify ------------------------------------------------------------------------------
 

@@ -238,6 +238,7 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
             return Published(digest, size, False, "copy")
         os.chmod(tmp, 0o444)
+        os.utime(tmp)  # last use is now, never the source's mtime (a hardlink carries it)
         dest.parent.mkdir(parents=True, exist_ok=True)
         failpoint("blob.before_rename")
         os.replace(tmp, dest)  # atomic: a reader sees no blob or the whole blob

@@ -119,13 +119,15 @@ class ModelCacheManager:
             self.store.audit.record("unpin", digest=d)
         return gone
 
-    def mark(self) -> Marks:
-        """Read every root (dropping vanished ones; an unreadable one raises, exit 3) and pins."""
+    def mark(self, prune: bool = True) -> Marks:
+        """Read every root (dropping vanished ones unless `prune` is off; an unreadable one
+        raises, exit 3) and pins."""
         marks = Marks()
         for entry, lockfile in self.roots():
             if not lockfile.exists():
                 log.info("dropping root %s: its lockfile is gone", lockfile)
-                entry.unlink(missing_ok=True)
+                if prune:
+                    entry.unlink(missing_ok=True)
                 marks.dropped_roots.append(str(lockfile))
                 continue
             lock = Lockfile.load(lockfile)  # LockfileError (exit 3) if unreadable: fail closed
@@ -148,7 +150,7 @@ class ModelCacheManager:
         """Collect unreferenced blobs by policy (default: every one past the grace period)."""
         policy = policy or CachePolicy()
         with self._gc_lock():
-            marks = self.mark()
+            marks = self.mark(prune=not dry_run)
             stats = list(self.store.iter_blobs())
             present = {s.digest for s in stats}
             missing = sorted(d for d in marks.referenced if d not in present)

@@ -200,7 +200,7 @@ class ModelDownloader:
                 wrong += 1
                 failures.append((display, str(e)))
             except SourceError as e:
-                failures.append((display, e.reason))
+                failures.append((display, f"{e.reason} ({e.hint})" if e.hint else e.reason))
             except VVStoreError as e:
                 failures.append((display, str(e)))
             except Exception as e:  # any backend's error: recorded, then the next source
@@ -223,6 +223,9 @@ class ModelDownloader:
 
     def _from_source(self, request: FetchRequest, source: Source) -> FetchResult:
         info: SourceInfo = self._retrying(source.info)
+        if info.directory:
+            raise SourceError(source.display, "is a directory, not a file",
+                              hint="a directory model needs `kind: tree` in the manifest")
         if request.size is not None and info.size is not None and info.size != request.size:
             raise IntegrityError(f"{source.display} has {info.size} bytes; {request.what} has {request.size}",
                                  expected=str(request.size), actual=str(info.size))

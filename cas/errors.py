@@ -120,9 +120,10 @@ class SourceError(VVStoreError, OSError):
     exit_code = 6
 
     def __init__(
-        self, url: str, reason: str, *, transient: bool = False, retry_after: float | None = None
+        self, url: str, reason: str, *, transient: bool = False, retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(f"{url}: {reason}")
+        super().__init__(f"{url}: {reason}", hint=hint)
         self.url = url
         self.reason = reason
         self.transient = transient

@@ -48,6 +48,7 @@ class AddResult:
     new_blobs: int
     link: str
     replaced: ModelEntry | None = None
+    learned: dict[str, str] = field(default_factory=dict)  # sha256 a source offered, by blake3 hex
 
 
 @dataclass
@@ -197,7 +198,7 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
             for p, n in plans
         ]
         self.manifest.save()
-        self.update_lock([r.entry for r in results])
+        self.update_lock([r.entry for r in results], {k: v for r in results for k, v in r.learned.items()})
         return results
 
     def _add_one(
@@ -230,18 +231,23 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
                         redact_url(url))
         dl = self.downloader(progress=progress)
         source = dl.open(url)
+        learned: dict[str, str] = {}
         if source.is_dir():
-            entry, files, new = self._tree_from_source(source, name, dl)
+            entry, files, new = self._tree_from_source(source, name, dl, learned=learned)
             entry.format = format or guess_tree_format(f.path for f in files)
             url = source.url  # an HF branch or tag is recorded as the commit it resolved to
         else:
             res = dl.download(FetchRequest(name, [url]))
             url = res.source or url
+            if res.sha256:
+                learned[res.digest.hex] = res.sha256
             fname = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
             entry = ModelEntry(name="", version="", file=fname or None, digest=str(res.digest), size=res.size)
             entry.format = format or guess_format(fname)
             files, new = [TreeEntry(fname, str(res.digest), res.size)], int(res.fetched)
-        return self._record(entry, name, version, tags, [strip_credentials(url)], files, new, "copy")
+        result = self._record(entry, name, version, tags, [strip_credentials(url)], files, new, "copy")
+        result.learned = learned
+        return result
 
     def _record(
         self, entry: ModelEntry, name: str, version: str, tags: list[str], sources: list[str],
@@ -307,7 +313,13 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         if r.digest is not None:
             return self._resolve_digest(r.digest, r.path, ref)
         assert r.name is not None
-        entry = self.manifest.get_model_info(r.name, r.version)
+        version = r.version
+        if version is None:  # a bare name means the version the lockfile pins, when it pins one
+            pinned = self.pinned_version(r.name)
+            if pinned is not None and any(m.version == pinned for m in self.manifest.list_all_models()
+                                          if m.name == r.name):
+                version = pinned
+        entry = self.manifest.get_model_info(r.name, version)
         if not entry.digest:
             raise NotFoundError(
                 f"{entry.ref} has no digest yet", hint="run `vvstore fetch` to fetch and hash it"
@@ -355,7 +367,10 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         resolved = self.resolve(ref)
         entry = resolved.entry
         info: dict[str, Any] = {"ref": ref, "digest": str(resolved.digest)}
-        if entry is not None:
+        if entry is not None and resolved.path is not None and entry.kind == "tree":
+            info.update(model=entry.ref, model_digest=entry.digest, path=resolved.path,
+                        size=resolved.size, present=self.store.has(resolved.digest))
+        elif entry is not None:
             info.update(_entry_dict(entry))
             info["present"] = self.is_present(entry)
             if entry.kind == "tree" and resolved.path is None and info["present"]:

@@ -120,12 +120,21 @@ SAFE_OPTIONS = {"endpoint_url", "client_kwargs", "config_kwargs", "anon", "regio
 
 def _check_storage(manifest: Manifest, file: str) -> None:
     for scheme, opts in manifest.storage.items():
-        for key in opts:
-            if key not in SAFE_OPTIONS and SECRET_OPTION.search(key):
-                raise ManifestError(
-                    file, f"$.storage.{scheme}.{key}", "credentials do not belong in the manifest",
-                    hint="set them in the environment or the backend's own config (e.g. AWS_*, HF_TOKEN)",
-                )
+        _check_options(opts, f"$.storage.{scheme}", file)
+
+
+def _check_options(opts: Any, at: str, file: str) -> None:
+    """Refuse anything that looks like a credential, at any depth (client_kwargs, headers)."""
+    if not isinstance(opts, dict):
+        return
+    for key, value in opts.items():
+        name = str(key)
+        if name.lower() == "authorization" or (name not in SAFE_OPTIONS and SECRET_OPTION.search(name)):
+            raise ManifestError(
+                file, f"{at}.{name}", "credentials do not belong in the manifest",
+                hint="set them in the environment or the backend's own config (e.g. AWS_*, HF_TOKEN)",
+            )
+        _check_options(value, f"{at}.{name}", file)
 
 
 def _check_policy(manifest: Manifest, file: str) -> None:

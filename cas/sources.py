@@ -43,6 +43,7 @@ class SourceInfo:
     sha256: str | None = None  # a cross-check offered by the source (HF LFS)
     ranges: bool = True
     resolved: str | None = None  # the URL to record (an HF branch resolved to its commit)
+    directory: bool = False
 
 
 @dataclass
@@ -145,6 +146,7 @@ class FsspecSource:
                 version=str(version).strip('"') if version is not None else None,
                 sha256=lfs.get("sha256") if isinstance(lfs, dict) else None,
                 resolved=self.url if self.scheme == "hf" else None,
+                directory=raw.get("type") == "directory",
             )
         return self._info
 
@@ -230,7 +232,7 @@ class HttpSource:
             headers = {**headers, "Authorization": self._auth}
         req = urllib.request.Request(self._target, method=method, headers={"User-Agent": "vvstore", **headers})
         try:
-            return urllib.request.urlopen(req, timeout=TIMEOUT)
+            return _OPENER.open(req, timeout=TIMEOUT)
         except urllib.error.HTTPError as e:
             e.close()
             raise SourceError(
@@ -277,6 +279,25 @@ class HttpSource:
 
     def list(self) -> list[Entry]:
         raise UsageError(f"{self.display}: an HTTP URL names one file, not a directory")
+
+
+class _SafeRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow redirects keeping the method (HEAD stays HEAD) and the Range header, and never
+    carry credentials to another host (urllib forwards Authorization everywhere)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is None:
+            return None
+        new.method = req.get_method()
+        if urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            for name in ("Authorization", "Cookie"):
+                new.headers.pop(name, None)
+                new.unredirected_hdrs.pop(name, None)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SafeRedirect)
 
 
 def _seconds(value: str | None) -> float | None:

@@ -49,6 +49,10 @@ class VVStoreGroup(click.Group):
             return super().invoke(ctx)
         except VVStoreError as e:
             _fail(ctx, f"error: {e}", e.exit_code)
+        except BrokenPipeError:  # the reader went away (`vvstore cat m | head`): not our failure
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent
+            ctx.exit(0)
         except FileNotFoundError as e:
             _fail(ctx, f"error: {e.filename or ''}: {e.strerror or e}", 4)
         except OSError as e:

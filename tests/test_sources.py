@@ -278,3 +278,53 @@ def test_http_url_is_not_a_directory(http_server: FaultyHTTPServer) -> None:
     assert src.is_dir() is False
     with pytest.raises(UsageError):
         src.list()
+
+
+def test_redirect_to_another_host_never_carries_basic_auth() -> None:
+    """Regression (docs review): urllib forwards Authorization on every redirect, so a 302 to
+    another host received the user's basic-auth password. HEAD must also stay HEAD."""
+    import http.server
+    import threading
+
+    seen: list[tuple[int, str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self.answer()
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.answer()
+
+        def answer(self) -> None:
+            port = self.server.server_address[1]
+            seen.append((port, self.command, self.headers.get("Authorization")))
+            if port == first.server_address[1]:
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{second.server_address[1]}/y")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(b"abc")
+
+    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    second = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    for srv in (first, second):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        src = HttpSource(f"http://alice:s3cret@127.0.0.1:{first.server_address[1]}/x")
+        assert src.info().size == 3
+        assert b"".join(src.read()) == b"abc"
+    finally:
+        for srv in (first, second):
+            srv.shutdown()
+            srv.server_close()
+    to_second = [(method, auth) for port, method, auth in seen if port == second.server_address[1]]
+    assert to_second == [("HEAD", None), ("GET", None)]
+    assert all(auth is not None for port, _, auth in seen if port == first.server_address[1])
