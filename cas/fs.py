@@ -9,19 +9,31 @@ or the `project=` storage option (`FSSPEC_VVSTORE_PROJECT`); the store is `store
 
 from __future__ import annotations
 
+import io
 import os
+from glob import has_magic
 from pathlib import Path
 from typing import Any
 
 from fsspec import AbstractFileSystem
+from fsspec.callbacks import DEFAULT_CALLBACK
 
 from .digest import Digest
-from .errors import NotFoundError, UsageError, VVStoreError
+from .errors import BlobNotFoundError, NotFoundError, UsageError, VVStoreError
 from .manager import DefaultModelManager, Resolved
 from .manifest import ModelEntry, find_manifest
 from .tree import Tree
 
 READ_ONLY = "vvstore:// is read-only; add models with `vvstore add PATH --name NAME`"
+
+
+class BlobFile(io.BufferedReader):
+    """The blob's own read-only file, with the `size` fsspec's helpers read (get_file's
+    progress, read_block)."""
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self.fileno()).st_size
 
 
 class VVStoreFileSystem(AbstractFileSystem):
@@ -38,7 +50,7 @@ class VVStoreFileSystem(AbstractFileSystem):
         self.store_dir = store
         self.fetch = fetch
         self._manager: DefaultModelManager | None = None
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[str, int, int, int] | None = None  # path, inode, mtime, size
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
@@ -54,7 +66,8 @@ class VVStoreFileSystem(AbstractFileSystem):
         try:
             manifest = start if start.is_file() else find_manifest(start)
             st = os.stat(manifest)
-            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+            stamp: tuple[str, int, int, int] | None = (
+                str(manifest), st.st_ino, st.st_mtime_ns, st.st_size)
         except VVStoreError:
             manifest, stamp = None, None
         if self._manager is None or stamp != self._stamp:
@@ -69,7 +82,7 @@ class VVStoreFileSystem(AbstractFileSystem):
             return "dir", None
         m = self.manager
         try:
-            resolved = m.resolve(path)
+            resolved = self._resolve(path)
         except NotFoundError:
             resolved = None
             parent, _, rest = path.rpartition("/")
@@ -89,6 +102,19 @@ class VVStoreFileSystem(AbstractFileSystem):
         if tree is not None:
             return "dir", (tree, "", path)
         return "file", resolved
+
+    def _resolve(self, path: str) -> Resolved:
+        """resolve(), fetching first the model of a file whose tree document is not here."""
+        m = self.manager
+        try:
+            return m.resolve(path)
+        except BlobNotFoundError:
+            ref = m.parse(path)
+            if ref.name is None:
+                raise
+            entry = m.manifest.get_model_info(ref.name, ref.version)
+            self._ensure(Resolved(Digest.parse(entry.digest or ""), entry.size, entry))
+            return m.resolve(path)
 
     def _tree_of(self, r: Resolved) -> Tree | None:
         entry = r.entry
@@ -159,7 +185,24 @@ class VVStoreFileSystem(AbstractFileSystem):
               cache_options: Any = None, **kwargs: Any) -> Any:
         if mode != "rb":
             raise PermissionError(READ_ONLY)
-        return self.manager.store.open(self._blob(path).digest)
+        return BlobFile(self.manager.store.open(self._blob(path).digest).detach())
+
+    def get(self, rpath: Any, lpath: Any, recursive: bool = False,
+            callback: Any = DEFAULT_CALLBACK, maxdepth: int | None = None, **kwargs: Any) -> None:
+        """fsspec's get, except that a one-segment model (a directory at the top) got into an
+        existing local directory lands inside it, as any other directory does: fsspec's
+        `other_paths` cannot take the parent of a path that has no "/"."""
+        top = self._strip_protocol(rpath) if isinstance(rpath, str) else ""
+        if (recursive and top and "/" not in top and not has_magic(rpath)
+                and not rpath.endswith("/") and isinstance(lpath, str) and os.path.isdir(lpath)
+                and self.isdir(top)):
+            rpaths = self.expand_path(top, recursive=True, maxdepth=maxdepth)
+            if maxdepth is not None:
+                rpaths = [p for p in rpaths if not self.isdir(p)]
+            lpaths = [os.path.join(lpath, *p.split("/")) for p in rpaths]
+            return super().get(rpaths, lpaths, callback=callback, **kwargs)
+        return super().get(rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth,
+                           **kwargs)
 
     def ukey(self, path: str) -> str:
         return str(self._blob(path).digest)
