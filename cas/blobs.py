@@ -218,18 +218,10 @@ class BlobStore:
         label = f" for {what}" if what else ""
         if expected_size is not None and size != expected_size:
             self.quarantine(tmp, digest, f"size {size} != expected {expected_size}{label}")
-            raise IntegrityError(
-                f"size mismatch{label}: expected {expected_size} bytes, got {size}",
-                expected=str(expected_size),
-                actual=str(size),
-            )
+            raise IntegrityError.mismatch("size", label, expected_size, size)
         if expected is not None and digest != expected:
             self.quarantine(tmp, digest, f"digest {digest} != expected {expected}{label}")
-            raise IntegrityError(
-                f"digest mismatch{label}: expected {expected}, got {digest}",
-                expected=str(expected),
-                actual=str(digest),
-            )
+            raise IntegrityError.mismatch("digest", label, expected, digest)
 
     def publish_temp(self, tmp: Path, digest: Digest, size: int) -> Published:
         """Move a verified, fsynced temp file into place (read-only). Existing: drop tmp, freshen."""

@@ -113,6 +113,13 @@ class IntegrityError(VVStoreError, ValueError):
         self.expected = expected
         self.actual = actual
 
+    @classmethod
+    def mismatch(cls, kind: str, label: str, expected: object, actual: object) -> IntegrityError:
+        """`digest mismatch for X: expected A, got B` (kind `size` adds the unit)."""
+        unit = " bytes" if kind == "size" else ""
+        return cls(f"{kind} mismatch{label}: expected {expected}{unit}, got {actual}",
+                   expected=str(expected), actual=str(actual))
+
 
 class SourceError(VVStoreError, OSError):
     """A source or remote failed; `url` is already redacted."""

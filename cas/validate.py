@@ -127,22 +127,14 @@ class ModelValidator:
         want = _digest(expected)
         got, _ = _existing(self.digest_of, path_or_blob)
         if got != want:
-            raise IntegrityError(
-                f"digest mismatch for {_label(path_or_blob)}: expected {want}, got {got}",
-                expected=str(want),
-                actual=str(got),
-            )
+            raise IntegrityError.mismatch("digest", f" for {_label(path_or_blob)}", want, got)
         return got
 
     def require_size(self, path_or_blob: PathOrBlob, expected: int) -> int:
         """The size, when it is `expected`; else :class:`IntegrityError` (exit 5)."""
         got = _existing(_size, path_or_blob)
         if got != expected:
-            raise IntegrityError(
-                f"size mismatch for {_label(path_or_blob)}: expected {expected} bytes, got {got}",
-                expected=str(expected),
-                actual=str(got),
-            )
+            raise IntegrityError.mismatch("size", f" for {_label(path_or_blob)}", expected, got)
         return got
 
 
