@@ -18,7 +18,8 @@ from .cache import GcReport, ModelCacheManager
 from .digest import Digest, Progress
 from .download import FetchRequest, FetchResult, ModelDownloader
 from .errors import ModelNotFoundError, NotFoundError, ProjectNotFoundError, VVStoreError
-from .lockfile import Drift, Hashes, LockedFile, LockedModel, Lockfile, diff, require_in_sync
+from .drift import Drift, diff, require_in_sync
+from .lockfile import Hashes, LockedFile, LockedModel, Lockfile
 from .manifest import ModelEntry, Policy
 from .policy import CachePolicy
 from .redact import strip_credentials

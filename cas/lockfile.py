@@ -35,20 +35,13 @@ digest of the tree document of its files, so the lockfile alone can rebuild it
 (:meth:`LockedModel.tree`). Decoding checks all of that and refuses, naming the field, any
 unsafe path or name, malformed digest, duplicate, or source that carries a credential.
 
-Drift: a model in the manifest and not locked is `added`; locked and not in the manifest,
-`removed`; when one name lost exactly one version and gained exactly one, it is one `version`
-change instead. For a model in both: `kind`, `file` (a file model's name), `format` and
-`digest` drift only when the manifest states them; `source` drifts when the manifest's sources
-(credentials stripped) differ from `models.sources`. No drift means in sync.
+Drift between this file and the manifest is computed by :mod:`cas.drift`.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -57,11 +50,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from .atomic import atomic_write
+from .tomlout import emit_toml
 from .digest import hash_bytes
-from .errors import DriftError, InvalidNameError, LockfileError, ManifestError, NotFoundError
-from .manifest import Manifest, ModelEntry, version_key
+from .errors import InvalidNameError, LockfileError, ManifestError, NotFoundError
+from .manifest import version_key
 from .names import validate_name, validate_relpath, validate_version
-from .redact import has_credentials, redact_url, strip_credentials
+from .redact import has_credentials, redact_url
 from .tree import DigestStr, Tree, TreeEntry
 
 LOCKFILE_NAME = "vvstore.lock"
@@ -203,7 +197,7 @@ class Lockfile(msgspec.Struct, rename="kebab", forbid_unknown_fields=True):
     def dumps(self) -> bytes:
         """Canonical TOML: models sorted by name and version, files by path."""
         lines: list[str] = []
-        _emit(msgspec.to_builtins(self.normalized()), "", lines)
+        emit_toml(msgspec.to_builtins(self.normalized()), "", lines)
         return ("\n".join(lines) + "\n").encode()
 
     def save(self, path: str | os.PathLike[str]) -> bool:
@@ -321,138 +315,3 @@ def _check_sources(sources: list[str], at: str, file: str) -> None:
         if has_credentials(source):
             problem = f"source {redact_url(source)!r} carries a credential"
             raise LockfileError(file, f"{at}[{k}]", problem, hint=_CREDENTIAL_HINT)
-
-
-# --- TOML output ---------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_ESCAPES = {c: "\\" + e for c, e in zip('"\\\b\t\n\f\r', '"\\btnfr', strict=True)}
-
-
-def _emit(table: dict[str, Any], name: str, out: list[str]) -> None:
-    """Scalars and inline values first, then arrays of tables as `[[name.key]]` blocks."""
-    if name:
-        out.append(f"\n[[{name}]]")
-    nested = []
-    for key, value in table.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            nested.append((key, value))
-        else:
-            out.append(f"{_key(key)} = {_value(value)}")
-    for key, rows in nested:
-        for row in rows:
-            _emit(row, f"{name}.{key}" if name else key, out)
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _string(key)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return _string(v)
-    if isinstance(v, dict):
-        items = ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items())
-        return f"{{ {items} }}" if v else "{}"
-    if isinstance(v, list):
-        return "[\n" + "".join(f"    {_value(x)},\n" for x in v) + "]" if v else "[]"
-    raise TypeError(f"cannot write {type(v).__name__} to the lockfile")
-
-
-def _string(s: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
-    out = (
-        _ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in s
-    )
-    return '"' + "".join(out) + '"'
-
-
-# --- drift ---------------------------------------------------------------------------------
-
-DriftKind = Literal["added", "removed", "version", "kind", "file", "format", "digest", "source"]
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One way the manifest and the lockfile disagree (`manifest` and `locked` values)."""
-
-    kind: DriftKind
-    name: str
-    version: str
-    manifest: str | None = None
-    locked: str | None = None
-
-    def __str__(self) -> str:
-        ref = f"{self.name}@{self.version}"
-        if self.kind == "added":
-            return f"+ {ref} (in manifest, not locked)"
-        if self.kind == "removed":
-            return f"- {ref} (locked, not in manifest)"
-        if self.kind == "version":
-            return f"~ {self.name}: version {self.locked} (locked) -> {self.manifest} (manifest)"
-        return f"~ {ref}: {self.kind} {self.locked} (locked) -> {self.manifest} (manifest)"
-
-
-def diff(manifest: Manifest, lock: Lockfile) -> list[Drift]:
-    """Every disagreement between manifest and lockfile, by model name; empty when in sync."""
-    wanted: dict[str, dict[str, ModelEntry]] = defaultdict(dict)
-    locked: dict[str, dict[str, LockedModel]] = defaultdict(dict)
-    for e in manifest.models:
-        wanted[e.name][e.version] = e
-    for m in lock.models:
-        locked[m.name][m.version] = m
-    drifts: list[Drift] = []
-    for name in sorted(wanted.keys() | locked.keys()):
-        w, have = wanted[name], locked[name]
-        for v in sorted(w.keys() & have.keys(), key=version_key):
-            drifts.extend(_changes(w[v], have[v]))
-        new = sorted(w.keys() - have.keys(), key=version_key)
-        old = sorted(have.keys() - w.keys(), key=version_key)
-        if len(new) == 1 and len(old) == 1:
-            drifts.append(Drift("version", name, new[0], new[0], old[0]))
-            continue
-        drifts.extend(Drift("removed", name, v) for v in old)
-        drifts.extend(Drift("added", name, v) for v in new)
-    return drifts
-
-
-def _changes(e: ModelEntry, m: LockedModel) -> list[Drift]:
-    def drift(kind: DriftKind, wanted: object, have: object) -> Drift:
-        return Drift(kind, e.name, e.version, _show(wanted), _show(have))
-
-    found = []
-    if e.kind != m.kind:
-        found.append(drift("kind", e.kind, m.kind))
-    if e.kind == m.kind == "file" and e.file and m.files and e.file != m.files[0].path:
-        found.append(drift("file", e.file, m.files[0].path))
-    if e.format is not None and e.format != m.format:
-        found.append(drift("format", e.format, m.format))
-    if e.digest is not None and e.digest != m.digest:
-        found.append(drift("digest", e.digest, m.digest))
-    sources = [strip_credentials(s) for s in e.sources]
-    if sources != m.sources:
-        found.append(drift("source", sources, m.sources))
-    return found
-
-
-def _show(value: object) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(map(redact_url, value)) + "]"
-    return "none" if value is None else str(value)
-
-
-def format_drift(drifts: Iterable[Drift]) -> str:
-    """One line per drift (`+` added, `-` removed, `~` changed); empty when in sync."""
-    return "\n".join(map(str, drifts))
-
-
-def require_in_sync(manifest: Manifest, lock: Lockfile, file: str = LOCKFILE_NAME) -> None:
-    """Raise :class:`DriftError` (exit 3) listing every drift, as `fetch --locked` needs."""
-    drifts = diff(manifest, lock)
-    if drifts:
-        problem = "the manifest and the lockfile disagree:\n" + format_drift(drifts)
-        raise DriftError(file, None, problem, hint="run `vvstore lock` to update the lockfile")

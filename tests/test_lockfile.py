@@ -13,17 +13,14 @@ from hypothesis import strategies as st
 
 from cas.digest import hash_bytes
 from cas.errors import DriftError, InvalidNameError, LockfileError, ManifestError, NotFoundError
+from cas.drift import Drift, diff, format_drift, require_in_sync
 from cas.lockfile import (
     CREATED_BY,
-    Drift,
     Hashes,
     LockedFile,
     LockedModel,
     Lockfile,
-    diff,
     field_error,
-    format_drift,
-    require_in_sync,
 )
 from cas.manifest import Manifest, ModelEntry
 from cas.names import validate_relpath
