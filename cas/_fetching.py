@@ -49,6 +49,7 @@ class FetchMixin:
         def load_lock(self) -> Lockfile: ...
         def update_lock(self, entries: Any, learned: dict[str, str] | None = None,
                         prune: bool = False) -> bool: ...
+        def entry(self, name: str, version: str | None = None) -> ModelEntry: ...
 
     # --- fetch -------------------------------------------------------------------------------
 
@@ -70,7 +71,7 @@ class FetchMixin:
             r = self.parse(ref)
             if r.name is None:
                 raise UsageError(f"{ref}: name a model, not a digest")
-            entry = self.manifest.get_model_info(r.name, r.version)
+            entry = self.entry(r.name, r.version)
             if entry not in out:
                 out.append(entry)
         return out

@@ -308,18 +308,21 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
             return parse_ref(ref)
         return parse_ref(ref, self.manifest.names())
 
+    def entry(self, name: str, version: str | None = None) -> ModelEntry:
+        """The manifest entry for `name@version`; a bare name means the version the lockfile
+        pins (when the manifest lists it), else the highest the manifest lists."""
+        if version is None:
+            pinned = self.pinned_version(name)
+            if pinned is not None and any(m.name == name and m.version == pinned for m in self.list_models()):
+                version = pinned
+        return self.manifest.get_model_info(name, version)
+
     def resolve(self, ref: str) -> Resolved:
         r = self.parse(ref)
         if r.digest is not None:
             return self._resolve_digest(r.digest, r.path, ref)
         assert r.name is not None
-        version = r.version
-        if version is None:  # a bare name means the version the lockfile pins, when it pins one
-            pinned = self.pinned_version(r.name)
-            if pinned is not None and any(m.version == pinned for m in self.manifest.list_all_models()
-                                          if m.name == r.name):
-                version = pinned
-        entry = self.manifest.get_model_info(r.name, version)
+        entry = self.entry(r.name, r.version)
         if not entry.digest:
             raise NotFoundError(
                 f"{entry.ref} has no digest yet", hint="run `vvstore fetch` to fetch and hash it"

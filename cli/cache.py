@@ -33,7 +33,7 @@ def gc(app: App, max_size: str | None, ttl: str | None, grace: str | None, dry_r
         gone = dry_run or v in report.deleted
         click.echo(f"{'would delete' if dry_run else 'deleted' if gone else 'kept (in use)'} {v.describe()}")
     for root in report.dropped_roots:
-        note(f"dropped root {root} (its lockfile is gone)")
+        note(f"{'would drop' if dry_run else 'dropped'} root {root} (its lockfile is gone)")
     note(report.plan.summary())
     if not dry_run:
         note(f"freed {format_size(report.freed)}"
