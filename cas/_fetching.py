@@ -15,7 +15,7 @@ from .digest import Digest, Progress
 from .download import FetchRequest, FetchResult, ModelDownloader, sources_failed
 from .errors import IntegrityError, NotFoundError, SourceError, UsageError, VVStoreError
 from .manifest import ModelEntry
-from .redact import redact_url
+from .redact import redact_url, strip_credentials
 from .tree import Tree, TreeEntry
 
 if TYPE_CHECKING:
@@ -80,10 +80,12 @@ class FetchMixin:
               progress: Progress | None = None) -> FetchReport:
         """Make every wanted model present and verified; record digests learnt on the way."""
         entries = self.select(refs)
+        lock = self.load_lock()  # a malformed lockfile refuses (exit 3) before any transfer
         dl = self.downloader(progress=progress, jobs=jobs)
         report = FetchReport()
         files = [e for e in entries if e.kind == "file"]
-        requests = [FetchRequest(e.ref, e.sources, Digest.parse(e.digest) if e.digest else None, e.size)
+        requests = [FetchRequest(e.ref, _pinned(e, lock) + e.sources,
+                                 Digest.parse(e.digest) if e.digest else None, e.size)
                     for e in files]
         for entry, result in zip(files, dl.download_batch(requests)):
             if isinstance(result, VVStoreError):
@@ -111,13 +113,15 @@ class FetchMixin:
     def _fetch_tree(self, entry: ModelEntry, dl: ModelDownloader, report: FetchReport) -> None:
         digest = Digest.parse(entry.digest) if entry.digest else None
         tree: Tree | None = None
+        lock = self.load_lock()
         if digest is not None and self.store.has(digest):
             tree = self.load_tree(digest)
         elif digest is not None:
-            locked = self.load_lock().get(entry.name, entry.version)
+            locked = lock.get(entry.name, entry.version)
             tree = locked.tree() if locked is not None and locked.digest == entry.digest else None
         if digest is not None and tree is not None:
-            requests = [FetchRequest(f"{entry.ref}/{f.path}", [join_source(s, f.path) for s in entry.sources],
+            requests = [FetchRequest(f"{entry.ref}/{f.path}",
+                                     _pinned(entry, lock, f.path) + [join_source(s, f.path) for s in entry.sources],
                                      Digest.parse(f.digest), f.size) for f in tree.files]
             results = dl.download_batch(requests)
             errors = [r for r in results if isinstance(r, VVStoreError)]
@@ -179,6 +183,19 @@ class FetchMixin:
             learned.update((r.digest.hex, r.sha256) for r in results if isinstance(r, FetchResult) and r.sha256)
         return entry, list(tree.files), new
 
+
+
+def _pinned(entry: ModelEntry, lock: Lockfile, path: str | None = None) -> list[str]:
+    """The lockfile's resolved sources of one file of the entry that the manifest does not
+    list itself (an HF commit where the manifest names a branch), to try first; only when the
+    lockfile pins the entry's digest from the manifest's very sources."""
+    m = lock.get(entry.name, entry.version)
+    stripped = [strip_credentials(s) for s in entry.sources]
+    if m is None or not entry.digest or m.digest != entry.digest or m.sources != stripped:
+        return []
+    files = m.files if entry.kind == "file" else [f for f in m.files if f.path == path]
+    given = set(stripped) if entry.kind == "file" else {join_source(s, path or "") for s in stripped}
+    return list(dict.fromkeys(s for f in files for s in f.sources if s not in given))
 
 
 def join_source(source: str, path: str) -> str:

@@ -264,14 +264,14 @@ class LockMixin:
     def verify(self, refs: Sequence[str] = (), *, repair: bool = False, jobs: int | None = None,
                progress: Progress | None = None) -> VerifyOutcome:
         """Re-hash blobs (all, or the given models'); quarantine bad ones; repair if asked."""
-        entries = self.select(refs) if refs or repair else []
+        entries = self._project_entries(refs)
         digests = self._digests_of(entries) if refs else None
         outcome = VerifyOutcome(verify_blobs(self.store, digests, jobs, progress))
+        # a full scan sees only what is present: the project's missing blobs are reported too
+        bad = {d for d, _ in outcome.report.bad}
+        gone = [d for d in self._digests_of(entries) if not self.store.has(d)]
+        outcome.report.missing.extend(d for d in gone if d not in bad and d not in outcome.report.missing)
         if repair:
-            referenced = self._digests_of(entries)
-            bad = {d for d, _ in outcome.report.bad}
-            gone = [d for d in referenced if not self.store.has(d) and d not in outcome.report.missing]
-            outcome.report.missing.extend(d for d in gone if d not in bad)
             broken = bad | set(outcome.report.missing)
             affected = [e.ref for e in entries if broken & set(self._digests_of([e]))]
             if affected:
@@ -283,6 +283,15 @@ class LockMixin:
         for d in outcome.repaired:
             self.store.audit.record("repair", digest=d)
         return outcome
+
+    def _project_entries(self, refs: Sequence[str]) -> list[ModelEntry]:
+        """The models named, or all of the project's (none when there is no project here)."""
+        try:
+            return self.select(refs)
+        except ProjectNotFoundError:
+            if refs:
+                raise
+            return []
 
     def _digests_of(self, entries: Iterable[ModelEntry]) -> list[Digest]:
         """Every blob the entries reference: their own digest and, for trees, each file's."""

@@ -185,6 +185,7 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         if link not in LINK_MODES:
             raise UsageError(f"unknown link mode {link!r}; use one of {', '.join(LINK_MODES)}")
         version = validate_version(version) if version is not None else DEFAULT_VERSION
+        self.load_lock()  # a malformed lockfile refuses (exit 3) before anything is stored or written
         for p in paths:
             if scheme_of(p) == "file" and not os.path.exists(p):
                 raise NotFoundError(f"{p}: no such file or directory")
@@ -389,6 +390,7 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         r = self.parse(ref)
         if r.name is None or r.path is not None:
             raise UsageError(f"{ref}: name a model (name or name@version), not a file or digest")
+        self.load_lock()  # a malformed lockfile refuses (exit 3) before the manifest is written
         gone = self.manifest.remove_model(r.name, r.version)
         if self.lockfile_path.exists():
             self.update_lock([], prune=True)
