@@ -82,6 +82,8 @@ class ModelCacheManager:
         """(root entry, lockfile path) for every registered project."""
         out = []
         for entry in sorted(self.store.layout.roots.iterdir()):
+            if entry.name.startswith("."):  # atomic_write's temp file: a registration in flight
+                continue
             try:
                 out.append((entry, Path(entry.read_text().strip())))
             except (OSError, UnicodeDecodeError) as e:
@@ -93,7 +95,10 @@ class ModelCacheManager:
         out = {}
         for entry in self.store.layout.pins.iterdir():
             if Digest.is_digest("blake3:" + entry.name):
-                out[Digest(entry.name)] = entry.read_text().strip() or entry.name
+                try:
+                    out[Digest(entry.name)] = entry.read_text().strip() or entry.name
+                except FileNotFoundError:  # unpinned while we looked
+                    continue
         return out
 
     def pin(self, digests: Iterable[Digest], label: str) -> list[Digest]:
@@ -119,15 +124,13 @@ class ModelCacheManager:
             self.store.audit.record("unpin", digest=d)
         return gone
 
-    def mark(self, prune: bool = True) -> Marks:
+    def mark(self, prune: bool = False) -> Marks:
         """Read every root (dropping vanished ones unless `prune` is off; an unreadable one
         raises, exit 3) and pins."""
         marks = Marks()
         for entry, lockfile in self.roots():
-            if not lockfile.exists():
+            if not lockfile.exists() and (not prune or self._drop_root(entry, lockfile)):
                 log.info("dropping root %s: its lockfile is gone", lockfile)
-                if prune:
-                    entry.unlink(missing_ok=True)
                 marks.dropped_roots.append(str(lockfile))
                 continue
             lock = Lockfile.load(lockfile)  # LockfileError (exit 3) if unreadable: fail closed
@@ -142,6 +145,22 @@ class ModelCacheManager:
         for d, label in pins.items():
             marks.owners.setdefault(d, f"pinned {label}")
         return marks
+
+    def _drop_root(self, entry: Path, lockfile: Path) -> bool:
+        """Unregister a root whose lockfile is gone, unless the lockfile appears meanwhile: a
+        project's first lock writes its lockfile after `init` registered it, and register()
+        leaves an entry it finds in place. So move the entry aside, look again, and put it
+        back if the lockfile is there now; True when the root was dropped."""
+        hold = self.store.layout.tmp / f"root.{entry.name}.{unique_suffix()}"
+        try:
+            os.rename(entry, hold)
+        except FileNotFoundError:  # dropped by someone else
+            return True
+        if lockfile.exists():
+            os.replace(hold, entry)
+            return False
+        os.unlink(hold)
+        return True
 
     # --- gc ----------------------------------------------------------------------------------
 

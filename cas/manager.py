@@ -160,8 +160,12 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         lockfile = self.lockfile_path
         entry = self.store.layout.root_entry(lockfile)
         content = (str(lockfile) + "\n").encode()
-        if not entry.is_file() or entry.read_bytes() != content:
-            atomic_write(entry, content)
+        try:
+            same = entry.read_bytes() == content
+        except FileNotFoundError:  # not registered yet, or a gc is dropping it right now
+            same = False
+        if not same:  # the temp file goes to tmp/: roots/ holds only whole entries
+            atomic_write(entry, content, tmp_dir=self.store.layout.tmp)
         return entry
 
     # --- add ---------------------------------------------------------------------------------
