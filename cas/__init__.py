@@ -7,6 +7,7 @@ from .api import open, path
 from .blobs import BlobStore
 from .cache import ModelCacheManager
 from .digest import Digest, hash_file
+from .download import FetchRequest, ModelDownloader
 from .errors import (
     AllSourcesFailedError,
     BlobNotFoundError,
@@ -24,7 +25,6 @@ from .errors import (
     UsageError,
     VVStoreError,
 )
-from .download import FetchRequest, ModelDownloader
 from .lockfile import Lockfile
 from .manager import BaseModelManager, DefaultModelManager
 from .manifest import ModelEntry, ModelManifest

@@ -46,17 +46,26 @@ class FetchMixin:
     manifest: ModelManifest
 
     if TYPE_CHECKING:  # provided by the lock mixin
+
         def load_lock(self) -> Lockfile: ...
-        def update_lock(self, entries: Any, learned: dict[str, str] | None = None,
-                        prune: bool = False) -> bool: ...
+        def update_lock(
+            self, entries: Any, learned: dict[str, str] | None = None, prune: bool = False
+        ) -> bool: ...
         def entry(self, name: str, version: str | None = None) -> ModelEntry: ...
 
     # --- fetch -------------------------------------------------------------------------------
 
-    def downloader(self, *, progress: Progress | None = None, jobs: int | None = None) -> ModelDownloader:
+    def downloader(
+        self, *, progress: Progress | None = None, jobs: int | None = None
+    ) -> ModelDownloader:
         """A downloader into this store, with the project's sources and storage options."""
-        return ModelDownloader(self.store, base_dir=self.manifest.project_dir,
-                               options=self.manifest.data.storage, jobs=jobs, progress=progress)
+        return ModelDownloader(
+            self.store,
+            base_dir=self.manifest.project_dir,
+            options=self.manifest.data.storage,
+            jobs=jobs,
+            progress=progress,
+        )
 
     def partials(self) -> list[dict[str, Any]]:
         """Partial downloads waiting in the store's tmp/ to be resumed."""
@@ -76,18 +85,25 @@ class FetchMixin:
                 out.append(entry)
         return out
 
-    def fetch(self, refs: Sequence[str] = (), *, jobs: int | None = None,
-              progress: Progress | None = None) -> FetchReport:
+    def fetch(
+        self, refs: Sequence[str] = (), *, jobs: int | None = None, progress: Progress | None = None
+    ) -> FetchReport:
         """Make every wanted model present and verified; record digests learnt on the way."""
         entries = self.select(refs)
         lock = self.load_lock()  # a malformed lockfile refuses (exit 3) before any transfer
         dl = self.downloader(progress=progress, jobs=jobs)
         report = FetchReport()
         files = [e for e in entries if e.kind == "file"]
-        requests = [FetchRequest(e.ref, _pinned(e, lock) + e.sources,
-                                 Digest.parse(e.digest) if e.digest else None, e.size)
-                    for e in files]
-        for entry, result in zip(files, dl.download_batch(requests)):
+        requests = [
+            FetchRequest(
+                e.ref,
+                _pinned(e, lock) + e.sources,
+                Digest.parse(e.digest) if e.digest else None,
+                e.size,
+            )
+            for e in files
+        ]
+        for entry, result in zip(files, dl.download_batch(requests), strict=True):
             if isinstance(result, VVStoreError):
                 report.errors.append((entry.ref, result))
                 continue
@@ -104,8 +120,13 @@ class FetchMixin:
         self.manifest.save()
         self.update_lock(entries, {r.digest.hex: r.sha256 for _, r in report.fetched if r.sha256})
         for ref, result in report.fetched:
-            self.store.audit.record("fetch", digest=result.digest, ref=ref,
-                                    source=redact_url(result.source or ""), size=result.size)
+            self.store.audit.record(
+                "fetch",
+                digest=result.digest,
+                ref=ref,
+                source=redact_url(result.source or ""),
+                size=result.size,
+            )
         for ref, err in report.errors:
             self.store.audit.record("fetch", outcome="failed", ref=ref, reason=str(err))
         return report
@@ -120,9 +141,15 @@ class FetchMixin:
             locked = lock.get(entry.name, entry.version)
             tree = locked.tree() if locked is not None and locked.digest == entry.digest else None
         if digest is not None and tree is not None:
-            requests = [FetchRequest(f"{entry.ref}/{f.path}",
-                                     _pinned(entry, lock, f.path) + [join_source(s, f.path) for s in entry.sources],
-                                     Digest.parse(f.digest), f.size) for f in tree.files]
+            requests = [
+                FetchRequest(
+                    f"{entry.ref}/{f.path}",
+                    _pinned(entry, lock, f.path) + [join_source(s, f.path) for s in entry.sources],
+                    Digest.parse(f.digest),
+                    f.size,
+                )
+                for f in tree.files
+            ]
             results = dl.download_batch(requests)
             errors = [r for r in results if isinstance(r, VVStoreError)]
             if errors:
@@ -146,15 +173,25 @@ class FetchMixin:
                 continue
             entry.digest, entry.size = new.digest, new.size
             for f in files:
-                report.fetched.append((f"{entry.ref}/{f.path}", FetchResult(
-                    FetchRequest(entry.ref, []), Digest.parse(f.digest), f.size, True, url)))
+                report.fetched.append(
+                    (
+                        f"{entry.ref}/{f.path}",
+                        FetchResult(
+                            FetchRequest(entry.ref, []), Digest.parse(f.digest), f.size, True, url
+                        ),
+                    )
+                )
             return
         if not entry.sources:
             raise NotFoundError(f"{entry.ref} is not in the store and has no sources")
         raise sources_failed(entry.ref, failures, wrong, digest)
 
     def _tree_from_source(
-        self, source: Any, what: str, dl: ModelDownloader, expected: Digest | None = None,
+        self,
+        source: Any,
+        what: str,
+        dl: ModelDownloader,
+        expected: Digest | None = None,
         learned: dict[str, str] | None = None,
     ) -> tuple[ModelEntry, list[TreeEntry], int]:
         """Fetch every file of a directory source and store the tree; check it if expected.
@@ -169,20 +206,27 @@ class FetchMixin:
         errors = [r for r in results if isinstance(r, VVStoreError)]
         if errors:
             raise errors[0]
-        files = [TreeEntry(e.path, str(r.digest), r.size) for e, r in zip(listing, results)
-                 if isinstance(r, FetchResult)]
+        files = [
+            TreeEntry(e.path, str(r.digest), r.size)
+            for e, r in zip(listing, results, strict=True)
+            if isinstance(r, FetchResult)
+        ]
         tree = Tree.from_entries(files)
         pub = self.store.publish_bytes(tree.encode())
         if expected is not None and pub.digest != expected:
-            raise IntegrityError(f"{source.display} holds a different tree than {what}: "
-                                 f"expected {expected}, got {pub.digest}",
-                                 expected=str(expected), actual=str(pub.digest))
+            raise IntegrityError(
+                f"{source.display} holds a different tree than {what}: "
+                f"expected {expected}, got {pub.digest}",
+                expected=str(expected),
+                actual=str(pub.digest),
+            )
         entry = ModelEntry(name="", version="", kind="tree", digest=str(pub.digest), size=tree.size)
         new = sum(1 for r in results if isinstance(r, FetchResult) and r.fetched)
         if learned is not None:
-            learned.update((r.digest.hex, r.sha256) for r in results if isinstance(r, FetchResult) and r.sha256)
+            learned.update(
+                (r.digest.hex, r.sha256) for r in results if isinstance(r, FetchResult) and r.sha256
+            )
         return entry, list(tree.files), new
-
 
 
 def _pinned(entry: ModelEntry, lock: Lockfile, path: str | None = None) -> list[str]:
@@ -194,7 +238,9 @@ def _pinned(entry: ModelEntry, lock: Lockfile, path: str | None = None) -> list[
     if m is None or not entry.digest or m.digest != entry.digest or m.sources != stripped:
         return []
     files = m.files if entry.kind == "file" else [f for f in m.files if f.path == path]
-    given = set(stripped) if entry.kind == "file" else {join_source(s, path or "") for s in stripped}
+    given = (
+        set(stripped) if entry.kind == "file" else {join_source(s, path or "") for s in stripped}
+    )
     return list(dict.fromkeys(s for f in files for s in f.sources if s not in given))
 
 

@@ -17,8 +17,8 @@ from ._fetching import FetchReport, join_source
 from .cache import GcReport, ModelCacheManager
 from .digest import Digest, Progress
 from .download import FetchRequest, FetchResult, ModelDownloader
-from .errors import ModelNotFoundError, NotFoundError, ProjectNotFoundError, VVStoreError
 from .drift import Drift, diff, require_in_sync
+from .errors import ModelNotFoundError, NotFoundError, ProjectNotFoundError, VVStoreError
 from .lockfile import Hashes, LockedFile, LockedModel, Lockfile
 from .manifest import ModelEntry, Policy
 from .policy import CachePolicy
@@ -61,8 +61,11 @@ class LockMixin:
     lockfile_path: Path
 
     if TYPE_CHECKING:  # provided by the manager and the fetch mixin
+
         def register(self) -> Path: ...
-        def downloader(self, *, progress: Progress | None = None, jobs: int | None = None) -> ModelDownloader: ...
+        def downloader(
+            self, *, progress: Progress | None = None, jobs: int | None = None
+        ) -> ModelDownloader: ...
         def select(self, refs: Sequence[str]) -> list[ModelEntry]: ...
         def fetch(self, refs: Sequence[str] = (), **options: Any) -> FetchReport: ...
         def load_tree(self, digest: Digest) -> Tree: ...
@@ -97,8 +100,12 @@ class LockMixin:
         """How the manifest and the lockfile disagree (empty when in sync). Touches nothing."""
         return diff(self.manifest.data, self.load_lock())
 
-    def update_lock(self, entries: Iterable[ModelEntry], learned: dict[str, str] | None = None,
-                    prune: bool = False) -> bool:
+    def update_lock(
+        self,
+        entries: Iterable[ModelEntry],
+        learned: dict[str, str] | None = None,
+        prune: bool = False,
+    ) -> bool:
         """Lock each entry that is new or changed (others keep their bytes); True if written."""
         lock = self.load_lock()
         cache: dict[str, str] = {}
@@ -118,8 +125,9 @@ class LockMixin:
         self.register()
         return written
 
-    def lock(self, *, check: bool = False, jobs: int | None = None,
-             progress: Progress | None = None) -> tuple[list[Drift], FetchReport | None]:
+    def lock(
+        self, *, check: bool = False, jobs: int | None = None, progress: Progress | None = None
+    ) -> tuple[list[Drift], FetchReport | None]:
         """Resolve every manifest entry into the lockfile (fetching what must be hashed).
 
         With `check`, only report drift. Returns the drift found before locking and the fetch
@@ -146,8 +154,9 @@ class LockMixin:
             return True
         return self.store.has(Digest.parse(entry.digest))
 
-    def _locked_model(self, entry: ModelEntry, lock: Lockfile, learned: dict[str, str],
-                      cache: dict[str, str]) -> LockedModel | None:
+    def _locked_model(
+        self, entry: ModelEntry, lock: Lockfile, learned: dict[str, str], cache: dict[str, str]
+    ) -> LockedModel | None:
         if not entry.digest:
             return None
         sources = [strip_credentials(s) for s in entry.sources]
@@ -157,17 +166,25 @@ class LockMixin:
         if entry.kind == "tree":
             digest = Digest.parse(entry.digest)
             if self.store.has(digest):
-                items = [(f.path, Digest.parse(f.digest), f.size) for f in self.load_tree(digest).files]
+                items = [
+                    (f.path, Digest.parse(f.digest), f.size) for f in self.load_tree(digest).files
+                ]
             elif old is not None and old.digest == entry.digest:
                 items = [(f.path, Digest.parse(f.digest), f.size) for f in old.files]
             else:
                 return None
-            files = [_file(p, d, n, [join_source(r, p) for r in resolved], known, learned) for p, d, n in items]
+            files = [
+                _file(p, d, n, [join_source(r, p) for r in resolved], known, learned)
+                for p, d, n in items
+            ]
         else:
             name = entry.file or _file_name(entry)
-            files = [_file(name, Digest.parse(entry.digest), entry.size or 0, resolved, known, learned)]
-        return LockedModel.build(entry.name, entry.version, entry.kind, files,
-                                 format=entry.format, sources=sources)
+            files = [
+                _file(name, Digest.parse(entry.digest), entry.size or 0, resolved, known, learned)
+            ]
+        return LockedModel.build(
+            entry.name, entry.version, entry.kind, files, format=entry.format, sources=sources
+        )
 
     def _resolve_source(self, url: str, cache: dict[str, str]) -> str:
         """Pin an HF branch or tag to its commit for the lockfile (others unchanged)."""
@@ -176,18 +193,23 @@ class LockMixin:
         if url not in cache:
             try:
                 cache[url] = strip_credentials(self.downloader().open(url).resolve())
-            except Exception as e:  # recorded as given, with the reason: locking must not fail on it
+            except (
+                Exception
+            ) as e:  # recorded as given, with the reason: locking must not fail on it
                 log.warning("could not resolve %s to a commit (%s); locking it as written", url, e)
                 cache[url] = url
         return cache[url]
 
     # --- fetch --locked ----------------------------------------------------------------------
 
-    def fetch_locked(self, refs: Sequence[str] = (), *, jobs: int | None = None,
-                     progress: Progress | None = None) -> FetchReport:
+    def fetch_locked(
+        self, refs: Sequence[str] = (), *, jobs: int | None = None, progress: Progress | None = None
+    ) -> FetchReport:
         """Fetch exactly the lockfile's digests; refuse (exit 3) if the manifest drifted."""
         if not self.lockfile_path.exists():
-            raise NotFoundError(f"no lockfile at {self.lockfile_path}", hint="run `vvstore lock` first")
+            raise NotFoundError(
+                f"no lockfile at {self.lockfile_path}", hint="run `vvstore lock` first"
+            )
         lock = Lockfile.load(self.lockfile_path)
         require_in_sync(self.manifest.data, lock, str(self.lockfile_path))
         wanted = {(e.name, e.version) for e in self.select(refs)} if refs else None
@@ -200,16 +222,27 @@ class LockMixin:
                 what = f"{m.ref}/{f.path}" if m.kind == "tree" else m.ref
                 fallback = [join_source(s, f.path) if m.kind == "tree" else s for s in m.sources]
                 sources = list(dict.fromkeys(f.sources + fallback))
-                pairs.append((m.ref, FetchRequest(what, sources, Digest.parse(f.digest), f.size, f.hashes.sha256)))
+                pairs.append(
+                    (
+                        m.ref,
+                        FetchRequest(
+                            what, sources, Digest.parse(f.digest), f.size, f.hashes.sha256
+                        ),
+                    )
+                )
         results = dl.download_batch([r for _, r in pairs])
-        for (ref, req), result in zip(pairs, results):
+        for (ref, req), result in zip(pairs, results, strict=True):
             if isinstance(result, VVStoreError):
                 report.errors.append((req.what, result))
             elif result.fetched:
                 report.fetched.append((req.what, result))
             elif ref not in report.present:
                 report.present.append(ref)
-        failed = {ref for (ref, _), result in zip(pairs, results) if isinstance(result, VVStoreError)}
+        failed = {
+            ref
+            for (ref, _), result in zip(pairs, results, strict=True)
+            if isinstance(result, VVStoreError)
+        }
         for m in models:  # the lockfile alone rebuilds a tree document, once its files are in
             if m.kind == "tree" and m.ref not in failed:
                 self.store.publish_bytes(m.tree().encode(), expected=Digest.parse(m.digest))
@@ -218,14 +251,22 @@ class LockMixin:
 
     # --- gc and pins -------------------------------------------------------------------------
 
-    def gc(self, *, max_size: str | int | None = None, ttl: str | None = None, grace: str | None = None,
-           dry_run: bool = False, allow_missing: bool = False) -> GcReport:
-        """Collect unreferenced blobs of the whole store; the manifest's `policy:` gives defaults."""
+    def gc(
+        self,
+        *,
+        max_size: str | int | None = None,
+        ttl: str | None = None,
+        grace: str | None = None,
+        dry_run: bool = False,
+        allow_missing: bool = False,
+    ) -> GcReport:
+        """Collect unreferenced blobs of the whole store (defaults: the manifest's `policy:`)."""
         defaults = self._policy_defaults()
         policy = CachePolicy.from_strings(
             max_size=max_size if max_size is not None else defaults.max_size,
             ttl=ttl if ttl is not None else defaults.ttl,
-            grace=grace if grace is not None else defaults.grace)
+            grace=grace if grace is not None else defaults.grace,
+        )
         return ModelCacheManager(self.store).enforce_cache_policy(policy, dry_run, allow_missing)
 
     def _policy_defaults(self) -> Policy:
@@ -261,8 +302,14 @@ class LockMixin:
 
     # --- verify ------------------------------------------------------------------------------
 
-    def verify(self, refs: Sequence[str] = (), *, repair: bool = False, jobs: int | None = None,
-               progress: Progress | None = None) -> VerifyOutcome:
+    def verify(
+        self,
+        refs: Sequence[str] = (),
+        *,
+        repair: bool = False,
+        jobs: int | None = None,
+        progress: Progress | None = None,
+    ) -> VerifyOutcome:
         """Re-hash blobs (all, or the given models'); quarantine bad ones; repair if asked."""
         entries = self._project_entries(refs)
         digests = self._digests_of(entries) if refs else None
@@ -270,7 +317,9 @@ class LockMixin:
         # a full scan sees only what is present: the project's missing blobs are reported too
         bad = {d for d, _ in outcome.report.bad}
         gone = [d for d in self._digests_of(entries) if not self.store.has(d)]
-        outcome.report.missing.extend(d for d in gone if d not in bad and d not in outcome.report.missing)
+        outcome.report.missing.extend(
+            d for d in gone if d not in bad and d not in outcome.report.missing
+        )
         if repair:
             broken = bad | set(outcome.report.missing)
             affected = [e.ref for e in entries if broken & set(self._digests_of([e]))]
@@ -279,7 +328,9 @@ class LockMixin:
                 outcome.errors.extend(report.errors)
                 outcome.repaired = [str(d) for d in broken if self.store.has(d)]
         for d, actual in outcome.report.bad:
-            self.store.audit.record("verify", outcome="failed", digest=d, reason=f"content hashes to {actual}")
+            self.store.audit.record(
+                "verify", outcome="failed", digest=d, reason=f"content hashes to {actual}"
+            )
         for d in outcome.repaired:
             self.store.audit.record("repair", digest=d)
         return outcome
@@ -323,8 +374,14 @@ def _changed(entry: ModelEntry, old: LockedModel) -> bool:
     )
 
 
-def _file(path: str, digest: Digest, size: int, sources: list[str], known: dict[str, str | None],
-          learned: dict[str, str]) -> LockedFile:
+def _file(
+    path: str,
+    digest: Digest,
+    size: int,
+    sources: list[str],
+    known: dict[str, str | None],
+    learned: dict[str, str],
+) -> LockedFile:
     sha = learned.get(digest.hex) or known.get(digest.hex)
     return LockedFile(path, size, Hashes(digest.hex, sha), list(dict.fromkeys(sources)))
 
@@ -342,6 +399,6 @@ def _learned(report: FetchReport | None) -> dict[str, str]:
     """sha256 values sources offered during a fetch, by blake3 hex."""
     if report is None:
         return {}
-    return {r.digest.hex: r.sha256 for _, r in report.fetched if isinstance(r, FetchResult) and r.sha256}
-
-
+    return {
+        r.digest.hex: r.sha256 for _, r in report.fetched if isinstance(r, FetchResult) and r.sha256
+    }

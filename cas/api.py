@@ -10,8 +10,13 @@ from .manager import DefaultModelManager
 from .sources import scheme_of
 
 
-def open(ref_or_url: str, mode: str = "rb", *, project: str | os.PathLike[str] | None = None,
-         store: str | None = None) -> BinaryIO:
+def open(
+    ref_or_url: str,
+    mode: str = "rb",
+    *,
+    project: str | os.PathLike[str] | None = None,
+    store: str | None = None,
+) -> BinaryIO:
     """A read-only file object on a model's bytes.
 
     `ref_or_url` is a ref (`name@version[/file]`, `name[/file]`, `blake3:<hex>`), a
@@ -35,6 +40,8 @@ def open(ref_or_url: str, mode: str = "rb", *, project: str | os.PathLike[str] |
     return DefaultModelManager(project, store).open(ref_or_url)
 
 
-def path(ref: str, *, project: str | os.PathLike[str] | None = None, store: str | None = None) -> Path:
+def path(
+    ref: str, *, project: str | os.PathLike[str] | None = None, store: str | None = None
+) -> Path:
     """The local path of a ref's blob (read-only), for libraries that want a path."""
     return DefaultModelManager(project, store).path(ref)

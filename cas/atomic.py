@@ -28,7 +28,9 @@ def unique_suffix() -> str:
 
 
 @contextmanager
-def temp_file(directory: str | os.PathLike[str], prefix: str = "") -> Iterator[tuple[Path, BinaryIO]]:
+def temp_file(
+    directory: str | os.PathLike[str], prefix: str = ""
+) -> Iterator[tuple[Path, BinaryIO]]:
     """A fresh, process-unique temp file in `directory`, removed if the block raises."""
     fd, name = tempfile.mkstemp(dir=directory, prefix=f"{prefix}{unique_suffix()}.", suffix=".tmp")
     path = Path(name)
@@ -41,7 +43,10 @@ def temp_file(directory: str | os.PathLike[str], prefix: str = "") -> Iterator[t
 
 
 def atomic_write(
-    path: str | os.PathLike[str], data: bytes, mode: int = 0o644, tmp_dir: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    data: bytes,
+    mode: int = 0o644,
+    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> None:
     """Replace `path` with `data` atomically: readers see the old file or the new, never half.
 

@@ -139,7 +139,9 @@ class BlobStore:
             d.mkdir(parents=True, exist_ok=True)
         # temp files in tmp/: a creation cut short leaves its debris there, nowhere else
         atomic_write(lay.cachedir_tag, CACHEDIR_TAG.encode(), tmp_dir=lay.tmp)
-        atomic_write(lay.version_file, f"{LAYOUT_VERSION}\n".encode(), tmp_dir=lay.tmp)  # last: marks it complete
+        atomic_write(
+            lay.version_file, f"{LAYOUT_VERSION}\n".encode(), tmp_dir=lay.tmp
+        )  # last: marks it complete
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -224,7 +226,7 @@ class BlobStore:
             raise IntegrityError.mismatch("digest", label, expected, digest)
 
     def publish_temp(self, tmp: Path, digest: Digest, size: int) -> Published:
-        """Move a verified, fsynced temp file into place (read-only). Existing: drop tmp, freshen."""
+        """Move a verified, fsynced temp file into place, read-only; if present, freshen it."""
         dest = self.path(digest)
         if self.freshen(digest):
             tmp.unlink(missing_ok=True)

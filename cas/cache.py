@@ -66,7 +66,9 @@ class Marks:
     referenced: set[Digest] = field(default_factory=set)
     pinned: set[Digest] = field(default_factory=set)
     owners: dict[Digest, str] = field(default_factory=dict)
-    models: list[tuple[str, str, Digest, list[Digest]]] = field(default_factory=list)  # lockfile, ref, digest, files
+    models: list[tuple[str, str, Digest, list[Digest]]] = field(
+        default_factory=list
+    )  # lockfile, ref, digest, files
     dropped_roots: list[str] = field(default_factory=list)
 
 
@@ -164,8 +166,13 @@ class ModelCacheManager:
 
     # --- gc ----------------------------------------------------------------------------------
 
-    def enforce_cache_policy(self, policy: CachePolicy | None = None, dry_run: bool = False,
-                             allow_missing: bool = False, now: float | None = None) -> GcReport:
+    def enforce_cache_policy(
+        self,
+        policy: CachePolicy | None = None,
+        dry_run: bool = False,
+        allow_missing: bool = False,
+        now: float | None = None,
+    ) -> GcReport:
         """Collect unreferenced blobs by policy (default: every one past the grace period)."""
         policy = policy or CachePolicy()
         with self._gc_lock():
@@ -175,9 +182,12 @@ class ModelCacheManager:
             missing = sorted(d for d in marks.referenced if d not in present)
             if missing and not allow_missing:
                 raise BlobNotFoundError(
-                    str(missing[0]), hint=f"{len(missing)} referenced blob(s) missing "
-                    f"(first owned by {marks.owners.get(missing[0], '?')}); run `vvstore fetch`, or "
-                    "pass --allow-missing to collect anyway")
+                    str(missing[0]),
+                    hint=f"{len(missing)} referenced blob(s) missing "
+                    f"(first owned by {marks.owners.get(missing[0], '?')}); "
+                    "run `vvstore fetch`, or "
+                    "pass --allow-missing to collect anyway",
+                )
             now = time.time() if now is None else now
             owners = {**self._last_owners(), **marks.owners}
             plan = plan_gc(stats, marks.referenced, marks.pinned, policy, now, owners)
@@ -193,7 +203,12 @@ class ModelCacheManager:
         owners: dict[Digest, str] = {}
         for e in self.store.audit.entries():
             digest, ref = e.get("digest"), e.get("ref")
-            if e.get("action") in ("add", "fetch") and ref and isinstance(digest, str) and Digest.is_digest(digest):
+            if (
+                e.get("action") in ("add", "fetch")
+                and ref
+                and isinstance(digest, str)
+                and Digest.is_digest(digest)
+            ):
                 owners[Digest.parse(digest)] = ref
         return owners
 
@@ -202,8 +217,10 @@ class ModelCacheManager:
         try:
             lock.acquire()
         except Timeout:
-            raise LockTimeoutError("another gc is running on this store",
-                                   hint=f"wait for it, or remove {lock.lock_file} if none is") from None
+            raise LockTimeoutError(
+                "another gc is running on this store",
+                hint=f"wait for it, or remove {lock.lock_file} if none is",
+            ) from None
         return _Release(lock)
 
     def _sweep(self, victim: Victim) -> bool:
@@ -222,8 +239,9 @@ class ModelCacheManager:
             os.unlink(hold)
             return False
         os.unlink(hold)
-        self.store.audit.record("gc", digest=victim.digest, ref=victim.owner, size=victim.size,
-                                reason=victim.reason)
+        self.store.audit.record(
+            "gc", digest=victim.digest, ref=victim.owner, size=victim.size, reason=victim.reason
+        )
         return True
 
     def _clean_tmp(self, now: float) -> int:
@@ -242,7 +260,11 @@ class ModelCacheManager:
     def add_to_cache(self, path_or_digest: str | os.PathLike[str] | Digest) -> Digest:
         """Store a local file (or check a digest is present); returns its digest."""
         if isinstance(path_or_digest, Digest) or str(path_or_digest).startswith("blake3:"):
-            d = path_or_digest if isinstance(path_or_digest, Digest) else Digest.parse(str(path_or_digest))
+            d = (
+                path_or_digest
+                if isinstance(path_or_digest, Digest)
+                else Digest.parse(str(path_or_digest))
+            )
             self.store.require(d)
             return d
         return self.store.publish_file(path_or_digest).digest
@@ -252,8 +274,10 @@ class ModelCacheManager:
         d = digest if isinstance(digest, Digest) else Digest.parse(digest)
         marks = self.mark()
         if not force and (d in marks.referenced or d in marks.pinned):
-            raise UsageError(f"{d} is still used by {marks.owners.get(d, 'a project')}",
-                             hint="remove the model from its project (`vvstore rm`), or unpin it")
+            raise UsageError(
+                f"{d} is still used by {marks.owners.get(d, 'a project')}",
+                hint="remove the model from its project (`vvstore rm`), or unpin it",
+            )
         deleted = self.store.delete(d)
         if deleted:
             self.store.audit.record("remove", digest=d, reason="remove_from_cache")
@@ -264,12 +288,16 @@ class ModelCacheManager:
         out = []
         for lockfile, ref, digest, files in self.mark().models:
             stats = [_stat(self.store.path(d)) for d in files]
-            out.append({
-                "ref": ref, "project": str(Path(lockfile).parent), "digest": str(digest),
-                "cached": all(s is not None for s in stats),
-                "size": sum(s.st_size for s in stats if s),
-                "last_used": max((s.st_mtime for s in stats if s), default=None),
-            })
+            out.append(
+                {
+                    "ref": ref,
+                    "project": str(Path(lockfile).parent),
+                    "digest": str(digest),
+                    "cached": all(s is not None for s in stats),
+                    "size": sum(s.st_size for s in stats if s),
+                    "last_used": max((s.st_mtime for s in stats if s), default=None),
+                }
+            )
         return out
 
     def clear_cache(self, unreferenced_only: bool = True) -> GcReport:
@@ -278,7 +306,9 @@ class ModelCacheManager:
             return self.enforce_cache_policy(CachePolicy(grace=0.0), allow_missing=True)
         with self._gc_lock():
             stats = list(self.store.iter_blobs())
-            plan = plan_gc(stats, set(), set(), CachePolicy(grace=0.0, keep_pinned=False), time.time())
+            plan = plan_gc(
+                stats, set(), set(), CachePolicy(grace=0.0, keep_pinned=False), time.time()
+            )
             report = GcReport(plan, False)
             report.deleted = [v for v in plan.delete if self._sweep(v)]
         return report
@@ -294,16 +324,26 @@ class ModelCacheManager:
         for lockfile, ref, _, files in marks.models:
             size = sum(sizes.get(d, 0) for d in files)
             logical += size
-            per_model.append({"ref": ref, "project": str(Path(lockfile).parent), "bytes": size,
-                              "present": all(d in sizes for d in files)})
+            per_model.append(
+                {
+                    "ref": ref,
+                    "project": str(Path(lockfile).parent),
+                    "bytes": size,
+                    "present": all(d in sizes for d in files),
+                }
+            )
         referenced = sum(sizes[d] for d in marks.referenced if d in sizes)
         pinned = sum(sizes[d] for d in marks.pinned - marks.referenced if d in sizes)
         partial = sum(e.stat().st_size for e in os.scandir(self.store.layout.tmp) if e.is_file())
         return {
-            "store": str(self.store.root), "blobs": len(sizes), "total_bytes": sum(sizes.values()),
-            "referenced_bytes": referenced, "pinned_bytes": pinned,
+            "store": str(self.store.root),
+            "blobs": len(sizes),
+            "total_bytes": sum(sizes.values()),
+            "referenced_bytes": referenced,
+            "pinned_bytes": pinned,
             "unreferenced_bytes": sum(sizes.values()) - referenced - pinned,
-            "dedup_saved_bytes": max(0, logical - referenced), "partial_bytes": partial,
+            "dedup_saved_bytes": max(0, logical - referenced),
+            "partial_bytes": partial,
             "models": per_model,
         }
 

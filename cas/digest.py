@@ -1,7 +1,8 @@
 """Digests (`blake3:<64 hex>`) and BLAKE3 hashing of streams and files. Pure apart from reads.
 
 Example:
-    >>> d = Digest.parse("blake3:" + "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
+    >>> empty = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    >>> d = Digest.parse("blake3:" + empty)
     >>> d == hash_bytes(b"")
     True
     >>> d.short

@@ -139,18 +139,26 @@ class ModelDownloader:
     def download(self, request: FetchRequest) -> FetchResult:
         """Fetch one file, trying its sources in order; resumes any partial left behind."""
         if request.digest is not None and self.store.freshen(request.digest):
-            return FetchResult(request, request.digest, self.store.path(request.digest).stat().st_size, False)
+            return FetchResult(
+                request, request.digest, self.store.path(request.digest).stat().st_size, False
+            )
         if not request.sources:
-            raise NotFoundError(f"{request.what} is not in the store and has no sources",
-                                hint="add a source to the manifest, or fetch from a remote")
+            raise NotFoundError(
+                f"{request.what} is not in the store and has no sources",
+                hint="add a source to the manifest, or fetch from a remote",
+            )
         with self._digest_lock(request.digest):
             if request.digest is not None and self.store.freshen(request.digest):
-                return FetchResult(request, request.digest, self.store.path(request.digest).stat().st_size, False)
+                return FetchResult(
+                    request, request.digest, self.store.path(request.digest).stat().st_size, False
+                )
             return self._with_fallback(request)
 
     resume_download = download  # every download resumes what a previous attempt left
 
-    def download_batch(self, requests: Iterable[FetchRequest], jobs: int | None = None) -> list[FetchResult | VVStoreError]:
+    def download_batch(
+        self, requests: Iterable[FetchRequest], jobs: int | None = None
+    ) -> list[FetchResult | VVStoreError]:
         """Fetch many files in parallel; each result is a FetchResult or the error it met."""
         requests = list(requests)
 
@@ -161,7 +169,9 @@ class ModelDownloader:
                 log.error("%s", e)
                 return e
 
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs or self.jobs, len(requests) or 1))) as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(jobs or self.jobs, len(requests) or 1))
+        ) as pool:
             return list(pool.map(one, requests))
 
     def partials(self) -> list[dict[str, Any]]:
@@ -171,8 +181,14 @@ class ModelDownloader:
             try:
                 state = json.loads(state_path.read_text())
                 part = state_path.with_name(state_path.name[: -len(".json")])
-                state["bytes"] = part.stat().st_size if state.get("mode") == "stream" else \
-                    sum(min(state["part_size"], state["size"] - i * state["part_size"]) for i in state.get("done", []))
+                state["bytes"] = (
+                    part.stat().st_size
+                    if state.get("mode") == "stream"
+                    else sum(
+                        min(state["part_size"], state["size"] - i * state["part_size"])
+                        for i in state.get("done", [])
+                    )
+                )
                 state["path"] = str(part)
                 out.append(state)
             except (OSError, ValueError, KeyError) as e:
@@ -224,11 +240,17 @@ class ModelDownloader:
     def _from_source(self, request: FetchRequest, source: Source) -> FetchResult:
         info: SourceInfo = self._retrying(source.info)
         if info.directory:
-            raise SourceError(source.display, "is a directory, not a file",
-                              hint="a directory model needs `kind: tree` in the manifest")
+            raise SourceError(
+                source.display,
+                "is a directory, not a file",
+                hint="a directory model needs `kind: tree` in the manifest",
+            )
         if request.size is not None and info.size is not None and info.size != request.size:
-            raise IntegrityError(f"{source.display} has {info.size} bytes; {request.what} has {request.size}",
-                                 expected=str(request.size), actual=str(info.size))
+            raise IntegrityError(
+                f"{source.display} has {info.size} bytes; {request.what} has {request.size}",
+                expected=str(request.size),
+                actual=str(info.size),
+            )
         sha256 = request.sha256 or info.sha256
         for fresh in (False, True):
             with _ACTIVE_LOCK:
@@ -239,7 +261,9 @@ class ModelDownloader:
                     try:
                         digest, size, got_sha = self._fetch_parts(source, partial, bool(sha256))
                     except RangeIgnored:
-                        log.info("%s ignored Range requests; fetching it as one stream", source.display)
+                        log.info(
+                            "%s ignored Range requests; fetching it as one stream", source.display
+                        )
                         self._to_stream(partial)
                         digest, size, got_sha = self._fetch_stream(source, partial, bool(sha256))
                 else:
@@ -247,7 +271,9 @@ class ModelDownloader:
                 self._check(request, source, partial, digest, size, sha256, got_sha)
                 pub: Published = self.store.publish_temp(partial.path, digest, size)
                 partial.state_path.unlink(missing_ok=True)
-                return FetchResult(request, pub.digest, size, True, info.resolved or source.url, got_sha, offset)
+                return FetchResult(
+                    request, pub.digest, size, True, info.resolved or source.url, got_sha, offset
+                )
             except IntegrityError:
                 partial.state_path.unlink(missing_ok=True)
                 if offset and not fresh:
@@ -259,14 +285,27 @@ class ModelDownloader:
                     _ACTIVE.discard(str(partial.path))
         raise AssertionError("unreachable")
 
-    def _check(self, request: FetchRequest, source: Source, partial: _Partial, digest: Digest,
-               size: int, sha256: str | None, got_sha: str | None) -> None:
+    def _check(
+        self,
+        request: FetchRequest,
+        source: Source,
+        partial: _Partial,
+        digest: Digest,
+        size: int,
+        sha256: str | None,
+        got_sha: str | None,
+    ) -> None:
         what = f"{request.what} from {source.display}"
         self.store.check(partial.path, digest, size, request.digest, request.size, what)
         if sha256 and got_sha and got_sha != sha256.lower():
-            self.store.quarantine(partial.path, digest, f"sha256 {got_sha} != source's {sha256} for {what}")
-            raise IntegrityError(f"sha256 mismatch for {what}: the source says {sha256}, the bytes are {got_sha}",
-                                 expected=sha256, actual=got_sha)
+            self.store.quarantine(
+                partial.path, digest, f"sha256 {got_sha} != source's {sha256} for {what}"
+            )
+            raise IntegrityError(
+                f"sha256 mismatch for {what}: the source says {sha256}, the bytes are {got_sha}",
+                expected=sha256,
+                actual=got_sha,
+            )
 
     # --- partial files -----------------------------------------------------------------------
 
@@ -275,16 +314,27 @@ class ModelDownloader:
             return request.digest.hex  # same digest, same bytes, whichever source
         return hashlib.sha256(source.url.encode()).hexdigest()[:32]
 
-    def _claim(self, request: FetchRequest, source: Source, info: SourceInfo, fresh: bool) -> tuple[_Partial, int]:
+    def _claim(
+        self, request: FetchRequest, source: Source, info: SourceInfo, fresh: bool
+    ) -> tuple[_Partial, int]:
         """Adopt a matching partial left in tmp/ (by atomic rename), or start a new one."""
         key = self._key(request, source)
         tmp = self.store.layout.tmp
         mine = _Partial(tmp / f"dl.{key}.{unique_suffix()}.{os.urandom(4).hex()}.part")
-        parallel = bool(info.ranges and info.size and info.size >= self.parallel_min and self.jobs > 1)
-        want = {"what": request.what, "source": source.display, "version": info.version, "size": info.size,
-                "mode": "parts" if parallel else "stream", "part_size": self.part_size, "done": [],
-                "owner": _owner()}
-        for old in ([] if fresh else sorted(tmp.glob(f"dl.{key}.*.part"))):
+        parallel = bool(
+            info.ranges and info.size and info.size >= self.parallel_min and self.jobs > 1
+        )
+        want = {
+            "what": request.what,
+            "source": source.display,
+            "version": info.version,
+            "size": info.size,
+            "mode": "parts" if parallel else "stream",
+            "part_size": self.part_size,
+            "done": [],
+            "owner": _owner(),
+        }
+        for old in [] if fresh else sorted(tmp.glob(f"dl.{key}.*.part")):
             try:
                 state = json.loads(old.with_name(old.name + ".json").read_text())
                 if _in_use(state.get("owner"), old):
@@ -294,11 +344,21 @@ class ModelDownloader:
                 continue
             os.chmod(mine.path, 0o644)  # a crash after publish_temp's chmod left it read-only
             os.replace(old.with_name(old.name + ".json"), mine.state_path)
-            same = state.get("size") == info.size and (request.digest is not None or state.get("version") == info.version)
-            if same and state.get("mode") == want["mode"] and state.get("part_size") == self.part_size:
+            same = state.get("size") == info.size and (
+                request.digest is not None or state.get("version") == info.version
+            )
+            if (
+                same
+                and state.get("mode") == want["mode"]
+                and state.get("part_size") == self.part_size
+            ):
                 mine.state = {**state, "owner": want["owner"]}
                 mine.save()
-                offset = mine.path.stat().st_size if state["mode"] == "stream" else len(state["done"]) * self.part_size
+                offset = (
+                    mine.path.stat().st_size
+                    if state["mode"] == "stream"
+                    else len(state["done"]) * self.part_size
+                )
                 log.info("resuming %s from a partial download (%d bytes)", request.what, offset)
                 return mine, offset
             log.info("discarding a stale partial of %s (the source changed)", request.what)
@@ -314,7 +374,9 @@ class ModelDownloader:
         partial.state.update(mode="stream", done=[])
         partial.save()
 
-    def _fetch_stream(self, source: Source, partial: _Partial, want_sha: bool) -> tuple[Digest, int, str | None]:
+    def _fetch_stream(
+        self, source: Source, partial: _Partial, want_sha: bool
+    ) -> tuple[Digest, int, str | None]:
         with open(partial.path, "r+b") as f:
             sink = _Sink(f, want_sha)
             sink.absorb_existing()  # re-hash what a previous attempt left: still one pass
@@ -343,7 +405,9 @@ class ModelDownloader:
             os.fsync(f.fileno())
         return sink.hasher.digest(), sink.size, sink.sha.hexdigest() if sink.sha else None
 
-    def _fetch_parts(self, source: Source, partial: _Partial, want_sha: bool) -> tuple[Digest, int, str | None]:
+    def _fetch_parts(
+        self, source: Source, partial: _Partial, want_sha: bool
+    ) -> tuple[Digest, int, str | None]:
         size = int(partial.state["size"])
         ps = int(partial.state["part_size"])
         done = set(partial.state["done"])
@@ -417,13 +481,15 @@ def _in_use(owner: Any, path: Path) -> bool:
     return True
 
 
-def sources_failed(what: str, failures: list[tuple[str, str]], wrong: int,
-                   expected: Digest | None = None) -> VVStoreError:
+def sources_failed(
+    what: str, failures: list[tuple[str, str]], wrong: int, expected: Digest | None = None
+) -> VVStoreError:
     """The error for a thing none of whose sources worked: integrity (5) when every source
     served wrong bytes, else a source failure (6); every reason listed either way."""
     if failures and wrong == len(failures):
         return IntegrityError(
-            f"every source of {what} served wrong bytes:" + "".join(f"\n  - {u}: {r}" for u, r in failures),
+            f"every source of {what} served wrong bytes:"
+            + "".join(f"\n  - {u}: {r}" for u, r in failures),
             expected=str(expected) if expected else None,
         )
     return AllSourcesFailedError(what, failures)
@@ -475,8 +541,10 @@ class _Locked:
         try:
             self.lock.acquire()
         except Timeout:
-            raise LockTimeoutError(f"timed out waiting for another process fetching {self.what}",
-                                   hint=f"remove {self.lock.lock_file} if no vvstore process is running") from None
+            raise LockTimeoutError(
+                f"timed out waiting for another process fetching {self.what}",
+                hint=f"remove {self.lock.lock_file} if no vvstore process is running",
+            ) from None
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()

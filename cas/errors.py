@@ -117,8 +117,11 @@ class IntegrityError(VVStoreError, ValueError):
     def mismatch(cls, kind: str, label: str, expected: object, actual: object) -> IntegrityError:
         """`digest mismatch for X: expected A, got B` (kind `size` adds the unit)."""
         unit = " bytes" if kind == "size" else ""
-        return cls(f"{kind} mismatch{label}: expected {expected}{unit}, got {actual}",
-                   expected=str(expected), actual=str(actual))
+        return cls(
+            f"{kind} mismatch{label}: expected {expected}{unit}, got {actual}",
+            expected=str(expected),
+            actual=str(actual),
+        )
 
 
 class SourceError(VVStoreError, OSError):
@@ -127,7 +130,12 @@ class SourceError(VVStoreError, OSError):
     exit_code = 6
 
     def __init__(
-        self, url: str, reason: str, *, transient: bool = False, retry_after: float | None = None,
+        self,
+        url: str,
+        reason: str,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
         hint: str | None = None,
     ) -> None:
         super().__init__(f"{url}: {reason}", hint=hint)

@@ -43,8 +43,13 @@ class VVStoreFileSystem(AbstractFileSystem):
     root_marker = ""
     local_file = True  # _open returns the blob's own file, so open_local gives its path
 
-    def __init__(self, project: str | None = None, store: str | None = None, fetch: bool = True,
-                 **storage_options: Any) -> None:
+    def __init__(
+        self,
+        project: str | None = None,
+        store: str | None = None,
+        fetch: bool = True,
+        **storage_options: Any,
+    ) -> None:
         super().__init__(**storage_options)
         self.project = project
         self.store_dir = store
@@ -54,7 +59,7 @@ class VVStoreFileSystem(AbstractFileSystem):
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
-        path = path[len("vvstore://"):] if path.startswith("vvstore://") else path
+        path = path[len("vvstore://") :] if path.startswith("vvstore://") else path
         return path.strip("/")
 
     # --- resolution --------------------------------------------------------------------------
@@ -67,7 +72,11 @@ class VVStoreFileSystem(AbstractFileSystem):
             manifest = start if start.is_file() else find_manifest(start)
             st = os.stat(manifest)
             stamp: tuple[str, int, int, int] | None = (
-                str(manifest), st.st_ino, st.st_mtime_ns, st.st_size)
+                str(manifest),
+                st.st_ino,
+                st.st_mtime_ns,
+                st.st_size,
+            )
         except VVStoreError:
             manifest, stamp = None, None
         if self._manager is None or stamp != self._stamp:
@@ -129,7 +138,10 @@ class VVStoreFileSystem(AbstractFileSystem):
         if self.manager.store.has(r.digest):
             return
         if not self.fetch or r.entry is None:
-            raise FileNotFoundError(f"{r.digest} is not in the store; run `vvstore fetch {r.entry.ref if r.entry else ''}`".rstrip())
+            raise FileNotFoundError(
+                f"{r.digest} is not in the store; "
+                f"run `vvstore fetch {r.entry.ref if r.entry else ''}`".rstrip()
+            )
         report = self.manager.fetch([r.entry.ref])
         if report.errors:
             raise report.errors[0][1]
@@ -173,7 +185,9 @@ class VVStoreFileSystem(AbstractFileSystem):
         self._ensure(node)
         return node
 
-    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
         with self._open(path) as f:
             size = os.fstat(f.fileno()).st_size
             start = 0 if start is None else (start if start >= 0 else max(0, size + start))
@@ -181,28 +195,50 @@ class VVStoreFileSystem(AbstractFileSystem):
             f.seek(start)
             return f.read(max(0, end - start))
 
-    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
-              cache_options: Any = None, **kwargs: Any) -> Any:
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: Any = None,
+        autocommit: bool = True,
+        cache_options: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         if mode != "rb":
             raise PermissionError(READ_ONLY)
         return BlobFile(self.manager.store.open(self._blob(path).digest).detach())
 
-    def get(self, rpath: Any, lpath: Any, recursive: bool = False,
-            callback: Any = DEFAULT_CALLBACK, maxdepth: int | None = None, **kwargs: Any) -> None:
+    def get(
+        self,
+        rpath: Any,
+        lpath: Any,
+        recursive: bool = False,
+        callback: Any = DEFAULT_CALLBACK,
+        maxdepth: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         """fsspec's get, except that a one-segment model (a directory at the top) got into an
         existing local directory lands inside it, as any other directory does: fsspec's
         `other_paths` cannot take the parent of a path that has no "/"."""
         top = self._strip_protocol(rpath) if isinstance(rpath, str) else ""
-        if (recursive and top and "/" not in top and not has_magic(rpath)
-                and not rpath.endswith("/") and isinstance(lpath, str) and os.path.isdir(lpath)
-                and self.isdir(top)):
+        if (
+            recursive
+            and top
+            and "/" not in top
+            and not has_magic(rpath)
+            and not rpath.endswith("/")
+            and isinstance(lpath, str)
+            and os.path.isdir(lpath)
+            and self.isdir(top)
+        ):
             rpaths = self.expand_path(top, recursive=True, maxdepth=maxdepth)
             if maxdepth is not None:
                 rpaths = [p for p in rpaths if not self.isdir(p)]
             lpaths = [os.path.join(lpath, *p.split("/")) for p in rpaths]
             return super().get(rpaths, lpaths, callback=callback, **kwargs)
-        return super().get(rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth,
-                           **kwargs)
+        return super().get(
+            rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs
+        )
 
     def ukey(self, path: str) -> str:
         return str(self._blob(path).digest)
@@ -225,7 +261,7 @@ def _tree_children(tree: Tree, prefix: str, root: str) -> list[dict[str, Any]]:
     for f in tree.files:
         if not f.path.startswith(prefix):
             continue
-        head, sep, _ = f.path[len(prefix):].partition("/")
+        head, sep, _ = f.path[len(prefix) :].partition("/")
         name = f"{root}/{prefix}{head}"
         if sep:
             seen.setdefault(name, {"name": name, "size": 0, "type": "directory"})

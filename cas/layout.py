@@ -86,7 +86,15 @@ class StoreLayout:
 
     def directories(self) -> tuple[Path, ...]:
         """Every directory a store has."""
-        return (self.blobs, self.tmp, self.roots, self.pins, self.locks, self.quarantine, self.index)
+        return (
+            self.blobs,
+            self.tmp,
+            self.roots,
+            self.pins,
+            self.locks,
+            self.quarantine,
+            self.index,
+        )
 
     def blob_path(self, digest: Digest) -> Path:
         """`blobs/blake3/ab/cdef…`: sharded by the first two hex characters."""

@@ -50,12 +50,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from .atomic import atomic_write
-from .tomlout import emit_toml
 from .digest import hash_bytes
 from .errors import InvalidNameError, LockfileError, ManifestError, NotFoundError
 from .manifest import version_key
 from .names import validate_name, validate_relpath, validate_version
 from .redact import has_credentials, redact_url
+from .tomlout import emit_toml
 from .tree import DigestStr, Tree, TreeEntry
 
 LOCKFILE_NAME = "vvstore.lock"

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ._fetching import FetchMixin
+from ._locking import LockMixin
 from .atomic import atomic_write
 from .blobs import LINK_MODES, BlobStore, LinkMode
 from .digest import Digest, Progress
-from ._fetching import FetchMixin
-from ._locking import LockMixin
 from .download import FetchRequest
 from .errors import IntegrityError, NotFoundError, UsageError
 from .formats import guess_format, guess_tree_format
@@ -189,12 +189,14 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         if link not in LINK_MODES:
             raise UsageError(f"unknown link mode {link!r}; use one of {', '.join(LINK_MODES)}")
         version = validate_version(version) if version is not None else DEFAULT_VERSION
-        self.load_lock()  # a malformed lockfile refuses (exit 3) before anything is stored or written
+        self.load_lock()  # a malformed lockfile refuses (exit 3) before anything is stored
         for p in paths:
             if scheme_of(p) == "file" and not os.path.exists(p):
                 raise NotFoundError(f"{p}: no such file or directory")
             if scheme_of(p) != "file" and name is None:
-                raise UsageError(f"{redact_url(p)}: a URL needs --name", hint="e.g. --name acme/tiny")
+                raise UsageError(
+                    f"{redact_url(p)}: a URL needs --name", hint="e.g. --name acme/tiny"
+                )
         plans = [(p, validate_name(name or _default_name(p))) for p in paths]
         results = [
             self._add_one(Path(p), n, version, list(tags), link, format, progress)
@@ -203,7 +205,9 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
             for p, n in plans
         ]
         self.manifest.save()
-        self.update_lock([r.entry for r in results], {k: v for r in results for k, v in r.learned.items()})
+        self.update_lock(
+            [r.entry for r in results], {k: v for r in results for k, v in r.learned.items()}
+        )
         return results
 
     def _add_one(
@@ -223,17 +227,28 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
             pub = self.store.publish_file(src, link=link, progress=progress)
             entry = ModelEntry(name="", version="", file=src.name, digest=str(pub.digest))
             entry.size, entry.format = pub.size, format or guess_format(src.name)
-            files, new, how = [TreeEntry(src.name, str(pub.digest), pub.size)], int(pub.new), pub.link
+            files, new, how = (
+                [TreeEntry(src.name, str(pub.digest), pub.size)],
+                int(pub.new),
+                pub.link,
+            )
         source = self._local_source(src)
         return self._record(entry, name, version, tags, [source] if source else [], files, new, how)
 
     def _add_url(
-        self, url: str, name: str, version: str, tags: list[str], format: str | None,
+        self,
+        url: str,
+        name: str,
+        version: str,
+        tags: list[str],
+        format: str | None,
         progress: Progress | None,
     ) -> AddResult:
         if has_credentials(url):
-            log.warning("not recording the credentials in %s; give them through the environment",
-                        redact_url(url))
+            log.warning(
+                "not recording the credentials in %s; give them through the environment",
+                redact_url(url),
+            )
         dl = self.downloader(progress=progress)
         source = dl.open(url)
         learned: dict[str, str] = {}
@@ -247,16 +262,27 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
             if res.sha256:
                 learned[res.digest.hex] = res.sha256
             fname = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-            entry = ModelEntry(name="", version="", file=fname or None, digest=str(res.digest), size=res.size)
+            entry = ModelEntry(
+                name="", version="", file=fname or None, digest=str(res.digest), size=res.size
+            )
             entry.format = format or guess_format(fname)
             files, new = [TreeEntry(fname, str(res.digest), res.size)], int(res.fetched)
-        result = self._record(entry, name, version, tags, [strip_credentials(url)], files, new, "copy")
+        result = self._record(
+            entry, name, version, tags, [strip_credentials(url)], files, new, "copy"
+        )
         result.learned = learned
         return result
 
     def _record(
-        self, entry: ModelEntry, name: str, version: str, tags: list[str], sources: list[str],
-        files: list[TreeEntry], new: int, how: str,
+        self,
+        entry: ModelEntry,
+        name: str,
+        version: str,
+        tags: list[str],
+        sources: list[str],
+        files: list[TreeEntry],
+        new: int,
+        how: str,
     ) -> AddResult:
         entry.name, entry.version, entry.tags = name, version, sorted(set(tags))
         entry.sources = sources
@@ -318,7 +344,9 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         pins (when the manifest lists it), else the highest the manifest lists."""
         if version is None:
             pinned = self.pinned_version(name)
-            if pinned is not None and any(m.name == name and m.version == pinned for m in self.list_models()):
+            if pinned is not None and any(
+                m.name == name and m.version == pinned for m in self.list_models()
+            ):
                 version = pinned
         return self.manifest.get_model_info(name, version)
 
@@ -347,7 +375,9 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         tree = self.load_tree(digest)
         item = tree.get(path)
         if item is None:
-            raise NotFoundError(f"{ref}: no file {path!r} in this model", hint="`vvstore show` lists its files")
+            raise NotFoundError(
+                f"{ref}: no file {path!r} in this model", hint="`vvstore show` lists its files"
+            )
         return Resolved(Digest.parse(item.digest), item.size, None, path, tree)
 
     def _file_blob(self, ref: str) -> Resolved:
@@ -367,7 +397,9 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         f = self.store.open(resolved.digest)
         if resolved.size is not None and os.fstat(f.fileno()).st_size != resolved.size:
             f.close()
-            raise IntegrityError(f"{ref}: blob size differs from the recorded size; run `vvstore verify`")
+            raise IntegrityError(
+                f"{ref}: blob size differs from the recorded size; run `vvstore verify`"
+            )
         return f
 
     def show(self, ref: str) -> dict[str, Any]:
@@ -376,14 +408,21 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
         entry = resolved.entry
         info: dict[str, Any] = {"ref": ref, "digest": str(resolved.digest)}
         if entry is not None and resolved.path is not None and entry.kind == "tree":
-            info.update(model=entry.ref, model_digest=entry.digest, path=resolved.path,
-                        size=resolved.size, present=self.store.has(resolved.digest))
+            info.update(
+                model=entry.ref,
+                model_digest=entry.digest,
+                path=resolved.path,
+                size=resolved.size,
+                present=self.store.has(resolved.digest),
+            )
         elif entry is not None:
             info.update(_entry_dict(entry))
             info["present"] = self.is_present(entry)
             if entry.kind == "tree" and resolved.path is None and info["present"]:
                 tree = self.load_tree(Digest.parse(entry.digest or ""))
-                info["files"] = [{"path": f.path, "digest": f.digest, "size": f.size} for f in tree.files]
+                info["files"] = [
+                    {"path": f.path, "digest": f.digest, "size": f.size} for f in tree.files
+                ]
         else:
             info["present"] = self.store.has(resolved.digest)
             if info["present"]:

@@ -66,7 +66,9 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     models: list[ModelEntry] = msgspec.field(default_factory=list)
     remotes: dict[str, str] = msgspec.field(default_factory=dict)
     policy: Policy | None = None
-    storage: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # fsspec options by scheme
+    storage: dict[str, dict[str, Any]] = msgspec.field(
+        default_factory=dict
+    )  # fsspec options by scheme
 
 
 def _field_error(file: str, e: msgspec.ValidationError) -> ManifestError:
@@ -129,10 +131,15 @@ def _check_options(opts: Any, at: str, file: str) -> None:
         return
     for key, value in opts.items():
         name = str(key)
-        if name.lower() == "authorization" or (name not in SAFE_OPTIONS and SECRET_OPTION.search(name)):
+        if name.lower() == "authorization" or (
+            name not in SAFE_OPTIONS and SECRET_OPTION.search(name)
+        ):
             raise ManifestError(
-                file, f"{at}.{name}", "credentials do not belong in the manifest",
-                hint="set them in the environment or the backend's own config (e.g. AWS_*, HF_TOKEN)",
+                file,
+                f"{at}.{name}",
+                "credentials do not belong in the manifest",
+                hint="set them in the environment or the backend's own config "
+                "(e.g. AWS_*, HF_TOKEN)",
             )
         _check_options(value, f"{at}.{name}", file)
 
@@ -143,8 +150,11 @@ def _check_policy(manifest: Manifest, file: str) -> None:
     p = manifest.policy
     if p is None:
         return
-    for key, value, parse in (("max_size", p.max_size, parse_size), ("ttl", p.ttl, parse_age),
-                              ("grace", p.grace, parse_age)):
+    for key, value, parse in (
+        ("max_size", p.max_size, parse_size),
+        ("ttl", p.ttl, parse_age),
+        ("grace", p.grace, parse_age),
+    ):
         if value is not None:
             try:
                 parse(value)  # type: ignore[operator]

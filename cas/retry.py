@@ -20,14 +20,33 @@ TRANSIENT_S3_CODES = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "503"}
 )
 TRANSIENT_ERRNOS = frozenset(
-    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
-     errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EAGAIN}
+    {
+        errno.ECONNRESET,
+        errno.ECONNREFUSED,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EAGAIN,
+    }
 )
 _TRANSIENT_NAMES = (
-    "ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError", "ClientOSError",
-    "IncompleteRead", "RemoteDisconnected", "ReadTimeout", "ConnectTimeout", "ConnectError",
-    "ReadError", "RemoteProtocolError", "ResponseStreamingError", "EndpointConnectionError",
-    "ConnectionClosedError", "ProtocolError",
+    "ClientPayloadError",
+    "ServerDisconnectedError",
+    "ClientConnectionError",
+    "ClientOSError",
+    "IncompleteRead",
+    "RemoteDisconnected",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "ConnectError",
+    "ReadError",
+    "RemoteProtocolError",
+    "ResponseStreamingError",
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ProtocolError",
 )
 
 
@@ -41,7 +60,10 @@ class RetryPolicy:
     jitter: float = 0.5  # up to this fraction of the delay is randomised away
 
     def delay(
-        self, attempt: int, retry_after: float | None = None, rand: Callable[[], float] = random.random
+        self,
+        attempt: int,
+        retry_after: float | None = None,
+        rand: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to wait before retry number `attempt` (0-based); honours Retry-After."""
         if retry_after is not None:
@@ -95,8 +117,11 @@ def is_transient(exc: BaseException) -> bool:
     status = status_of(exc)
     if status is not None:
         return status in TRANSIENT_STATUS
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if isinstance(
-        getattr(exc, "response", None), dict) else None
+    code = (
+        getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if isinstance(getattr(exc, "response", None), dict)
+        else None
+    )
     if code is not None:
         return code in TRANSIENT_S3_CODES
     if isinstance(exc, (ConnectionError, TimeoutError)):

@@ -8,8 +8,8 @@ one. URLs are shown only redacted; credentials come from the environment, never 
 
 from __future__ import annotations
 
-import os
 import base64
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -26,7 +26,14 @@ from .retry import TRANSIENT_STATUS
 
 CHUNK = 4 << 20
 TIMEOUT = 60.0
-EXTRAS = {"gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure", "gdrive": "gdrive"}
+EXTRAS = {
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "gdrive": "gdrive",
+}
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
@@ -78,7 +85,7 @@ def resolve_local(url: str, base_dir: Path | None) -> str:
     """A relative local source is relative to the project (the manifest's directory)."""
     if scheme_of(url) != "file":
         return url
-    path = url[len("file://"):] if url.startswith("file://") else url
+    path = url[len("file://") :] if url.startswith("file://") else url
     p = Path(path).expanduser()
     if not p.is_absolute() and base_dir is not None:
         p = base_dir / p
@@ -86,7 +93,10 @@ def resolve_local(url: str, base_dir: Path | None) -> str:
 
 
 def open_source(
-    url: str, *, base_dir: Path | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+    url: str,
+    *,
+    base_dir: Path | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Source:
     """The :class:`Source` for a URL; `options` maps a scheme to fsspec storage options."""
     scheme = scheme_of(url)
@@ -104,7 +114,11 @@ def filesystem(scheme: str, options: Mapping[str, Any]) -> Any:
         return fsspec.filesystem(scheme, **options)
     except ImportError as e:
         extra = EXTRAS.get(scheme)
-        hint = f"pip install 'vvstore[{extra}]'" if extra else f"install the fsspec backend for {scheme}://"
+        hint = (
+            f"pip install 'vvstore[{extra}]'"
+            if extra
+            else f"install the fsspec backend for {scheme}://"
+        )
         raise UsageError(f"no filesystem for {scheme}:// ({e})", hint=hint) from None
     except ValueError as e:
         raise UsageError(f"unknown protocol {scheme}://: {e}") from None
@@ -198,7 +212,7 @@ class FsspecSource:
         for name, meta in sorted(found.items()):
             if meta.get("type") == "directory":
                 continue
-            rel = name[len(base) + 1:] if name.startswith(base + "/") else os.path.basename(name)
+            rel = name[len(base) + 1 :] if name.startswith(base + "/") else os.path.basename(name)
             url = f"{self.url.rstrip('/')}/{rel}"
             child = FsspecSource(url, self.scheme, self.options, _fs=self._fs)
             entries.append(Entry(rel, meta.get("size"), child))
@@ -230,13 +244,17 @@ class HttpSource:
     def _open(self, method: str, headers: dict[str, str]) -> Any:
         if self._auth:
             headers = {**headers, "Authorization": self._auth}
-        req = urllib.request.Request(self._target, method=method, headers={"User-Agent": "vvstore", **headers})
+        req = urllib.request.Request(
+            self._target, method=method, headers={"User-Agent": "vvstore", **headers}
+        )
         try:
             return _OPENER.open(req, timeout=TIMEOUT)
         except urllib.error.HTTPError as e:
             e.close()
             raise SourceError(
-                self.display, f"HTTP {e.code} {e.reason}", transient=e.code in TRANSIENT_STATUS,
+                self.display,
+                f"HTTP {e.code} {e.reason}",
+                transient=e.code in TRANSIENT_STATUS,
                 retry_after=_seconds(e.headers.get("Retry-After")),
             ) from None
         except urllib.error.URLError as e:
@@ -248,7 +266,10 @@ class HttpSource:
                 length = r.headers.get("Content-Length")
                 self._info = SourceInfo(
                     size=int(length) if length is not None else None,
-                    version=(r.headers.get("ETag") or r.headers.get("Last-Modified") or "").strip('"') or None,
+                    version=(r.headers.get("ETag") or r.headers.get("Last-Modified") or "").strip(
+                        '"'
+                    )
+                    or None,
                     ranges=r.headers.get("Accept-Ranges", "").lower() == "bytes",
                 )
         return self._info
@@ -261,15 +282,18 @@ class HttpSource:
             if headers and r.status != 206:
                 raise RangeIgnored(f"{self.display} answered a Range request with HTTP {r.status}")
             if headers and not r.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
-                raise SourceError(self.display, f"unexpected Content-Range {r.headers.get('Content-Range')!r}")
+                raise SourceError(
+                    self.display, f"unexpected Content-Range {r.headers.get('Content-Range')!r}"
+                )
             length = r.headers.get("Content-Length")
             got = 0
             while data := r.read(CHUNK):
                 got += len(data)
                 yield data
             if length is not None and got < int(length):  # http.client returns short, silently
-                raise SourceError(self.display, f"connection closed after {got} of {length} bytes",
-                                  transient=True)
+                raise SourceError(
+                    self.display, f"connection closed after {got} of {length} bytes", transient=True
+                )
 
     def resolve(self) -> str:
         return self.url
@@ -285,7 +309,9 @@ class _SafeRedirect(urllib.request.HTTPRedirectHandler):
     """Follow redirects keeping the method (HEAD stays HEAD) and the Range header, and never
     carry credentials to another host (urllib forwards Authorization everywhere)."""
 
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is None:
             return None

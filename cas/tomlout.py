@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPES = {c: "\\" + e for c, e in zip('"\\\b\t\n\f\r', '"\\btnfr', strict=True)}
 

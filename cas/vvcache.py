@@ -31,17 +31,28 @@ class VVCacheFileSystem(ChainedFileSystem):
     protocol = ("vvcache",)
     local_file = True  # opens return the blob itself, so open_local gives its path
 
-    def __init__(self, target_protocol: str | None = None, target_options: dict[str, Any] | None = None,
-                 fs: Any = None, store: str | None = None, fo: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        target_protocol: str | None = None,
+        target_options: dict[str, Any] | None = None,
+        fs: Any = None,
+        store: str | None = None,
+        fo: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.target = fs if fs is not None else filesystem(target_protocol or "file", target_options or {})
+        self.target = (
+            fs if fs is not None else filesystem(target_protocol or "file", target_options or {})
+        )
         proto = target_protocol or self.target.protocol
         self.target_protocol = proto if isinstance(proto, str) else proto[0]
         self.blobs = BlobStore(store)
 
     def _url(self, path: str) -> str:
         stripped = self.target._strip_protocol(path)
-        return stripped if "://" in stripped else f"{self.target_protocol}://{stripped}"  # http keeps it
+        return (
+            stripped if "://" in stripped else f"{self.target_protocol}://{stripped}"
+        )  # http keeps it
 
     def _index_path(self, url: str) -> Any:
         key = hashlib.sha256(strip_credentials(url).encode()).hexdigest()[:40]
@@ -64,8 +75,12 @@ class VVCacheFileSystem(ChainedFileSystem):
             pass  # no index entry yet, or an unreadable one: fetch and write it anew
         dl = ModelDownloader(self.blobs, opener=lambda *a, **k: source)
         result = dl.download(FetchRequest(redact_url(url), [url], expected, info.size, info.sha256))
-        doc = {"url": strip_credentials(url), "version": info.version, "size": result.size,
-               "digest": str(result.digest)}
+        doc = {
+            "url": strip_credentials(url),
+            "version": info.version,
+            "size": result.size,
+            "digest": str(result.digest),
+        }
         atomic_write(index, json.dumps(doc, sort_keys=True).encode())
         return result.digest
 
@@ -74,7 +89,9 @@ class VVCacheFileSystem(ChainedFileSystem):
             raise PermissionError(READ_ONLY)
         return self.blobs.open(self.cached(path))
 
-    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
         with self._open(path) as f:
             f.seek(start or 0)
             return f.read() if end is None else f.read(max(0, end - (start or 0)))

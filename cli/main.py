@@ -22,7 +22,9 @@ log = logging.getLogger("vvstore")
 class App:
     """Global options and the lazily built manager, shared by every command."""
 
-    def __init__(self, store: str | None, project: str | None, json: bool, quiet: bool, verbose: int):
+    def __init__(
+        self, store: str | None, project: str | None, json: bool, quiet: bool, verbose: int
+    ):
         self.store_dir = store
         self.project = project
         self.json = json
@@ -71,7 +73,15 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 
 
 def _setup_logging(quiet: bool, verbose: int) -> None:
-    level = logging.ERROR if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.DEBUG
+        if verbose > 1
+        else logging.INFO
+        if verbose
+        else logging.WARNING
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("vvstore: %(levelname)s: %(message)s"))
     log.handlers[:] = [handler]
@@ -81,13 +91,26 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
 
 @click.group(cls=VVStoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vvstore")
-@click.option("--store", metavar="DIR", help="Store directory (default: $VVSTORE_HOME, else the user cache).")
-@click.option("-C", "project", metavar="DIR", help="Project directory (default: nearest vvstore.yaml upward).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON document on stdout).")
+@click.option(
+    "--store", metavar="DIR", help="Store directory (default: $VVSTORE_HOME, else the user cache)."
+)
+@click.option(
+    "-C", "project", metavar="DIR", help="Project directory (default: nearest vvstore.yaml upward)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (one JSON document on stdout)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress.")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr; tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, store: str | None, project: str | None, as_json: bool, quiet: bool, verbose: int) -> None:
+def cli(
+    ctx: click.Context,
+    store: str | None,
+    project: str | None,
+    as_json: bool,
+    quiet: bool,
+    verbose: int,
+) -> None:
     """vvstore: a content-addressed store for AI model files.
 
     Exit codes: 0 ok, 1 other failure, 2 usage or invalid name, 3 invalid manifest or

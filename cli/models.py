@@ -42,22 +42,48 @@ def _input_size(paths: tuple[str, ...]) -> int:
 @click.option("--version", "version", help="Model version (default: 1).")
 @click.option("--tag", "tags", multiple=True, help="A tag; repeat for more.")
 @click.option("--format", "fmt", help="Model format (default: guessed from file names).")
-@click.option("--link", type=click.Choice(LINK_MODES), default="copy", show_default=True,
-              help="How bytes enter the store. hardlink makes your file read-only and shares it.")
+@click.option(
+    "--link",
+    type=click.Choice(LINK_MODES),
+    default="copy",
+    show_default=True,
+    help="How bytes enter the store. hardlink makes your file read-only and shares it.",
+)
 @pass_app
-def add(app: App, paths: tuple[str, ...], name: str | None, version: str | None,
-        tags: tuple[str, ...], fmt: str | None, link: str) -> None:
+def add(
+    app: App,
+    paths: tuple[str, ...],
+    name: str | None,
+    version: str | None,
+    tags: tuple[str, ...],
+    fmt: str | None,
+    link: str,
+) -> None:
     """Store files or directories (as trees) and record them in the manifest."""
     with byte_progress(app, _input_size(paths), "hashing") as progress:
-        results = app.manager.add(list(paths), name=name, version=version, tags=tags,
-                                  link=link, format=fmt, progress=progress)  # type: ignore[arg-type]
+        results = app.manager.add(
+            list(paths),
+            name=name,
+            version=version,
+            tags=tags,
+            link=link,
+            format=fmt,
+            progress=progress,
+        )  # type: ignore[arg-type]
     if app.json:
-        emit_json([_entry_json(r.entry) | {"files": r.files, "new_blobs": r.new_blobs, "link": r.link}
-                   for r in results])
+        emit_json(
+            [
+                _entry_json(r.entry) | {"files": r.files, "new_blobs": r.new_blobs, "link": r.link}
+                for r in results
+            ]
+        )
     elif not app.quiet:
         for r in results:
-            note(f"added {r.entry.ref}: {r.entry.digest} ({human_size(r.entry.size)}, "
-                 f"{r.files} file{'s' if r.files != 1 else ''}, {r.new_blobs} new blob{'s' if r.new_blobs != 1 else ''})")
+            note(
+                f"added {r.entry.ref}: {r.entry.digest} ({human_size(r.entry.size)}, "
+                f"{r.files} file{'s' if r.files != 1 else ''}, "
+                f"{r.new_blobs} new blob{'s' if r.new_blobs != 1 else ''})"
+            )
 
 
 @click.command("ls")
@@ -71,16 +97,38 @@ def ls(app: App, partial: bool) -> None:
         if app.json:
             emit_json(states)
         else:
-            table([(s["what"], s["source"], f"{human_size(s['bytes'])} / {human_size(s['size'])}", s["mode"])
-                   for s in states], ("WHAT", "SOURCE", "RECEIVED", "MODE"))
+            table(
+                [
+                    (
+                        s["what"],
+                        s["source"],
+                        f"{human_size(s['bytes'])} / {human_size(s['size'])}",
+                        s["mode"],
+                    )
+                    for s in states
+                ],
+                ("WHAT", "SOURCE", "RECEIVED", "MODE"),
+            )
         return
     rows = [(e, m.is_present(e)) for e in m.list_models()]
     if app.json:
         emit_json([_entry_json(e, present) for e, present in rows])
         return
-    table([(e.name, e.version, e.format or "-", e.kind, human_size(e.size),
-            (e.digest or "-")[:19], "yes" if p else "no") for e, p in rows],
-          ("NAME", "VERSION", "FORMAT", "KIND", "SIZE", "DIGEST", "PRESENT"))
+    table(
+        [
+            (
+                e.name,
+                e.version,
+                e.format or "-",
+                e.kind,
+                human_size(e.size),
+                (e.digest or "-")[:19],
+                "yes" if p else "no",
+            )
+            for e, p in rows
+        ],
+        ("NAME", "VERSION", "FORMAT", "KIND", "SIZE", "DIGEST", "PRESENT"),
+    )
 
 
 @click.command()
@@ -105,7 +153,9 @@ def show(app: App, ref: str) -> None:
 
 @click.command()
 @click.argument("query", default="")
-@click.option("--tag", "tags", multiple=True, help="Only models with this tag; repeat for all of several.")
+@click.option(
+    "--tag", "tags", multiple=True, help="Only models with this tag; repeat for all of several."
+)
 @click.option("--format", "fmt", help="Only models of this format.")
 @pass_app
 def search(app: App, query: str, tags: tuple[str, ...], fmt: str | None) -> None:
@@ -114,8 +164,10 @@ def search(app: App, query: str, tags: tuple[str, ...], fmt: str | None) -> None
     if app.json:
         emit_json([_entry_json(e) for e in found])
         return
-    table([(e.name, e.version, e.format or "-", ",".join(e.tags) or "-") for e in found],
-          ("NAME", "VERSION", "FORMAT", "TAGS"))
+    table(
+        [(e.name, e.version, e.format or "-", ",".join(e.tags) or "-") for e in found],
+        ("NAME", "VERSION", "FORMAT", "TAGS"),
+    )
 
 
 @click.command()

@@ -18,5 +18,7 @@ def byte_progress(app: App, total: int, desc: str) -> Iterator[Callable[[int], o
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False) as bar:
+    with tqdm(
+        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False
+    ) as bar:
         yield bar.update

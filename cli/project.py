@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from .main import App
@@ -19,11 +18,16 @@ def init(app: App) -> None:
     if app.json:
         emit_json({"manifest": str(path), "created": created, "store": str(app.manager.store.root)})
     elif not app.quiet:
-        note(f"{'created' if created else 'already initialised:'} {path} (store {app.manager.store.root})")
+        note(
+            f"{'created' if created else 'already initialised:'} {path} "
+            f"(store {app.manager.store.root})"
+        )
 
 
 @click.command("log")
-@click.option("-n", "limit", type=click.IntRange(min=1), default=None, help="Only the last N entries.")
+@click.option(
+    "-n", "limit", type=click.IntRange(min=1), default=None, help="Only the last N entries."
+)
 @pass_app
 def log_(app: App, limit: int | None) -> None:
     """Show the store's audit log, oldest first."""
@@ -34,8 +38,15 @@ def log_(app: App, limit: int | None) -> None:
         emit_json(entries)
         return
     for e in entries:
-        fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "user", "host", "action", "outcome"))
-        click.echo(f"{e.get('time', '?')} {e.get('user', '?')}@{e.get('host', '?')} {e.get('action', '?')} {e.get('outcome', '')} {fields}".rstrip())
+        fields = " ".join(
+            f"{k}={v}"
+            for k, v in e.items()
+            if k not in ("time", "user", "host", "action", "outcome")
+        )
+        click.echo(
+            f"{e.get('time', '?')} {e.get('user', '?')}@{e.get('host', '?')} "
+            f"{e.get('action', '?')} {e.get('outcome', '')} {fields}".rstrip()
+        )
 
 
 COMMANDS = [init, log_]

@@ -29,9 +29,9 @@ def emit_json(doc: Any) -> None:
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
     """A plain aligned table on stdout."""
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
     for row in (headers, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def note(message: str) -> None:

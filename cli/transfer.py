@@ -13,10 +13,18 @@ pass_app = click.make_pass_decorator(App)
 
 @click.command()
 @click.argument("refs", nargs=-1)
-@click.option("--jobs", "-j", type=click.IntRange(min=1, max=256), default=None,
-              help="Parallel transfers (default: sized for this machine).")
-@click.option("--locked", is_flag=True,
-              help="Fetch exactly the lockfile's digests; refuse (exit 3) if the manifest drifted.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1, max=256),
+    default=None,
+    help="Parallel transfers (default: sized for this machine).",
+)
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Fetch exactly the lockfile's digests; refuse (exit 3) if the manifest drifted.",
+)
 @pass_app
 def fetch(app: App, refs: tuple[str, ...], jobs: int | None, locked: bool) -> None:
     """Fetch the models named by REFS (default: all), verifying every byte."""
@@ -28,17 +36,33 @@ def fetch(app: App, refs: tuple[str, ...], jobs: int | None, locked: bool) -> No
         else:
             report = m.fetch(refs, jobs=jobs, progress=progress)
     if app.json:
-        emit_json({
-            "fetched": [{"ref": ref, "digest": str(r.digest), "size": r.size, "source": r.source,
-                         "resumed_from": r.resumed_from} for ref, r in report.fetched],
-            "present": report.present,
-            "errors": [{"ref": ref, "error": str(e), "exit_code": e.exit_code} for ref, e in report.errors],
-        })
+        emit_json(
+            {
+                "fetched": [
+                    {
+                        "ref": ref,
+                        "digest": str(r.digest),
+                        "size": r.size,
+                        "source": r.source,
+                        "resumed_from": r.resumed_from,
+                    }
+                    for ref, r in report.fetched
+                ],
+                "present": report.present,
+                "errors": [
+                    {"ref": ref, "error": str(e), "exit_code": e.exit_code}
+                    for ref, e in report.errors
+                ],
+            }
+        )
     elif not app.quiet:
         for ref, r in report.fetched:
             note(f"fetched {ref} ({human_size(r.size)}){' resumed' if r.resumed_from else ''}")
-        note(f"{len(report.fetched)} fetched ({human_size(report.bytes)}), {len(report.present)} already present"
-             + (f", {len(report.errors)} failed" if report.errors else ""))
+        note(
+            f"{len(report.fetched)} fetched ({human_size(report.bytes)}), "
+            f"{len(report.present)} already present"
+            + (f", {len(report.errors)} failed" if report.errors else "")
+        )
     if report.errors:
         for ref, e in report.errors:
             note(f"vvstore: error: {ref}: {e}")

@@ -56,7 +56,8 @@ def test_paths_of_a_store(tmp_path: Path) -> None:
     assert lay.tmp == tmp_path / "tmp"
     assert lay.audit_log == tmp_path / "audit.log"
     assert set(lay.directories()) == {
-        tmp_path / n for n in ("blobs/blake3", "tmp", "roots", "pins", "locks", "quarantine", "index")
+        tmp_path / n
+        for n in ("blobs/blake3", "tmp", "roots", "pins", "locks", "quarantine", "index")
     }
     d = hash_bytes(b"x")
     assert lay.digest_lock(d) == tmp_path / "locks" / f"{d.hex}.lock"
