@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cas.digest import hash_bytes
-from cas.errors import DriftError, InvalidNameError, LockfileError, ManifestError, NotFoundError
 from cas.drift import Drift, diff, format_drift, require_in_sync
+from cas.errors import DriftError, InvalidNameError, LockfileError, ManifestError, NotFoundError
 from cas.lockfile import (
     CREATED_BY,
     Hashes,
