@@ -453,3 +453,201 @@ def write_report(path: Path, reports: list[Report]) -> None:
             text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+# --- additions for the fetch, verify, gc and fs benchmarks -----------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    """This process's environment plus `extra` (for a child command)."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def import_test_servers() -> None:
+    """Make `tests.servers` importable (the benchmarks reuse the tests' loopback servers)."""
+    if str(REPO) not in sys.path:
+        sys.path.append(str(REPO))  # after PYTHONPATH: a snapshot of cas/ there still wins
+
+
+def git_state() -> str:
+    """`vvstore at <short sha>` of the repository, `+ uncommitted changes` when cas/ or cli/ are
+    dirty; when `cas` comes from elsewhere (a snapshot on PYTHONPATH), that directory and
+    `$VVSTORE_BENCH_REV` if set."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("cas")
+    where = Path(spec.origin).resolve().parent.parent if spec and spec.origin else REPO
+    if where != REPO:
+        rev = os.environ.get("VVSTORE_BENCH_REV")
+        return f"vvstore from {where}" + (f" ({rev})" if rev else "")
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "cas", "cli"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "git ?"
+    return f"vvstore at {sha or '?'}" + (" + uncommitted changes in cas/ or cli/" if dirty else "")
+
+
+@dataclass
+class FnCase:
+    """One in-process operation to time: `fn()` between an untimed `setup()` and `teardown()`.
+
+    `repeat` calls of `fn` make one sample, whose time is the mean per call (for operations too
+    short to time one at a time)."""
+
+    name: str
+    fn: Callable[[], object]
+    setup: Callable[[], object] | None = None
+    teardown: Callable[[], object] | None = None
+    display: str | None = None
+    repeat: int = 1
+
+
+def run_interleaved_fn(cases: list[FnCase], rounds: int, args: BenchArgs,
+                       samples_per_round: int = 1, unit: float = 1.0,
+                       unit_name: str = "s") -> dict[str, list[Sample]]:
+    """Like :func:`run_interleaved`, for in-process operations: a warm-up round (untimed), then
+    `rounds` rounds, each of `samples_per_round` passes of A B C ... (one sample per case per
+    pass)."""
+    results: dict[str, list[Sample]] = {c.name: [] for c in cases}
+
+    def once(c: FnCase) -> Sample:
+        if c.setup:
+            c.setup()
+        try:
+            t0 = time.perf_counter()
+            for _ in range(c.repeat):
+                c.fn()
+            return Sample((time.perf_counter() - t0) / c.repeat, None)
+        finally:
+            if c.teardown:
+                c.teardown()
+
+    if args.warmup:
+        args.log("warm-up round (untimed)")
+        for c in cases:
+            s = once(c)
+            args.log(f"  {c.name:32s} {s.seconds * unit:10.3f} {unit_name}")
+    for r in range(1, rounds + 1):
+        args.log(f"round {r}/{rounds}")
+        got: dict[str, list[Sample]] = {c.name: [] for c in cases}
+        for _ in range(samples_per_round):  # A B C, A B C, ...: samples interleave too
+            for c in cases:
+                got[c.name].append(once(c))
+        for c in cases:
+            results[c.name].extend(got[c.name])
+            med = statistics.median(s.seconds for s in got[c.name])
+            args.log(f"  {c.name:32s} {med * unit:10.3f} {unit_name}")
+    return results
+
+
+_UNIT_SCALE = {"s": 1.0, "ms": 1e3, "µs": 1e6}
+
+
+def _num(value: float, digits: int) -> str:
+    """A table number: thousands separated and no decimals from 1,000 up."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.{digits}f}"
+
+
+def ratio_text(value: float) -> str:
+    """`1.07×`, `63×`, `53,661×`."""
+    return f"{value:,.0f}×" if value >= 100 else f"{value:.2f}×"
+
+
+@dataclass
+class TableReport(Report):
+    """A :class:`Report` with a choice of time unit, rate column and extra columns.
+
+    `rate_header` names the rate column ("GB/s": `work_bytes` / 1e9 per second; "files/s" with
+    `rate_divisor=1`: `work_bytes` counts files); an empty header drops the column.
+    `extra` adds columns computed from each row. `show_rss` drops the RSS column when False.
+    """
+
+    unit: str = "s"
+    rate_header: str = "GB/s"
+    rate_divisor: float = 1e9
+    extra: list[tuple[str, Callable[[Row], str]]] = field(default_factory=list)
+    show_rss: bool = True
+    heading: str = "###"
+
+    def table(self) -> str:
+        scale = _UNIT_SCALE[self.unit]
+        digits = 3 if self.unit == "s" else 1
+        spread = 2 if self.unit == "s" else 1
+        headers = ["what", "command", f"median {self.unit}", f"min–max {self.unit}"]
+        if self.rate_header:
+            headers.append(self.rate_header)
+        headers += [h for h, _ in self.ratio_to] + [h for h, _ in self.extra]
+        if self.show_rss:
+            headers.append("peak RSS MiB")
+        body = []
+        for r in self.rows:
+            lo, hi = r.spread
+            cells = [f"**{r.name}**" if r.role == "subject" else r.name, f"`{r.command}`",
+                     _num(r.median * scale, digits), f"{_num(lo * scale, spread)}–"
+                     f"{_num(hi * scale, spread)}"]
+            if self.rate_header:
+                rate = r.work_bytes / self.rate_divisor / r.median if r.work_bytes and r.median \
+                    else None
+                cells.append("–" if rate is None else
+                              f"{rate:.2f}" if rate < 100 else f"{rate:,.0f}")
+            for _, anchor in self.ratio_to:
+                a = self.row(anchor)
+                cells.append(ratio_text(r.median / a.median) if a and a.median else "–")
+            cells += [fn(r) for _, fn in self.extra]
+            if self.show_rss:
+                cells.append(f"{r.rss_mib:.1f}" if r.rss_mib is not None else "–")
+            body.append(cells)
+        return render_table(headers, body, right=range(2, len(headers)))
+
+    def markdown(self) -> str:
+        parts = [f"{self.heading} {self.title}", ""]
+        if self.info:
+            parts += [f"Measured {', '.join(self.info.values())}.", ""]
+        parts += [self.table(), ""]
+        if self.notes:
+            parts += [f"- {n}" for n in self.notes] + [""]
+        return "\n".join(parts)
+
+
+@dataclass
+class ReportGroup:
+    """Several tables under one benchmark's markers: one machine line, then each part."""
+
+    bench: str
+    title: str
+    parts: list[Report]
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, str] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        facts = ", ".join(self.info.values())
+        out = [f"### {self.title}", "", f"Measured {facts}.", ""]
+        if self.notes:
+            out += [f"- {n}" for n in self.notes] + [""]
+        for p in self.parts:
+            if isinstance(p, TableReport):
+                p.heading = "####"
+                out.append(p.markdown())
+            else:
+                out.append(p.markdown().replace("### ", "#### ", 1))
+        return "\n".join(out)
+
+
+def verdict(what: str, value: float, target: float, *, at_most: bool, unit: str = "×") -> str:
+    """`what: 1.07× (target ≤ 1.10×): met` / `MISSED`."""
+    ok = value <= target if at_most else value >= target
+    sign = "≤" if at_most else "≥"
+    return f"{what}: {value:.2f}{unit} (target {sign} {target:g}{unit}): " + \
+        ("**met**" if ok else "**MISSED**")
+
+
+def median_of(samples: Sequence[Sample]) -> float:
+    return statistics.median(s.seconds for s in samples)
