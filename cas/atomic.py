@@ -47,17 +47,22 @@ def atomic_write(
     data: bytes,
     mode: int = 0o644,
     tmp_dir: str | os.PathLike[str] | None = None,
+    durable: bool = True,
 ) -> None:
     """Replace `path` with `data` atomically: readers see the old file or the new, never half.
 
-    The temp file goes in `tmp_dir` (same filesystem as `path`), else beside `path`."""
+    The temp file goes in `tmp_dir` (same filesystem as `path`), else beside `path`. With
+    `durable` off the fsyncs are skipped: for hints (resume state) that may be lost in a power
+    cut but must never be seen torn."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with temp_file(tmp_dir or path.parent, prefix=f".{path.name}.") as (tmp, f):
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
     os.chmod(tmp, mode)
     failpoint("atomic.before_rename")
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)

@@ -84,7 +84,10 @@ class _Partial:
         return self.path.with_name(self.path.name + ".json")
 
     def save(self) -> None:
-        atomic_write(self.state_path, json.dumps(self.state, sort_keys=True).encode())
+        # a hint, not data: a torn or lost state only costs a restart, so no fsync per file
+        atomic_write(
+            self.state_path, json.dumps(self.state, sort_keys=True).encode(), durable=False
+        )
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
