@@ -242,8 +242,8 @@ def _large(args: BenchArgs, d: Path, size: int, envs: _Env) -> TableReport:
         "the file; s3fs does not (a `sync` follows every command, outside the timed region).",
         "moto reads the whole object for every ranged GET, so any reader that splits the "
         "object into many ranges pays (number of ranges × object size) on this server: "
-        "that is why `s3fs get_file (ranged)` is slower than its single GET here, and it "
-        "is what `vvstore fetch` pays today (see the notes in docs/benchmarks.md).",
+        "that is why `s3fs get_file (ranged)` is slower than its single GET here. "
+        "`vvstore fetch` reads an S3 object in one streamed GET (ranged only to resume).",
     ]
     rep.notes = notes
     return rep
