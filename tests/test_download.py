@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 
 from cas.blobs import BlobStore
@@ -25,17 +24,12 @@ from cas.errors import AllSourcesFailedError, IntegrityError, NotFoundError, Sou
 from cas.redact import redact_url
 from cas.retry import RetryPolicy
 from cas.sources import RangeIgnored, SourceInfo
+from tests.helpers import assert_blobs_sound, blob_files, payload, tmp_leftovers
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
 pytestmark = pytest.mark.timeout(60)
 
 KiB = 1024
-
-
-def payload(n: int, seed: int = 0) -> bytes:
-    import random
-
-    return random.Random(seed).randbytes(n)
 
 
 Plan = Any  # None | (n_bytes, exception) | "ignore_range"
@@ -138,20 +132,6 @@ def request(
     return FetchRequest(
         what, list(urls), hash_bytes(data) if known else None, len(data) if known else None, sha256
     )
-
-
-def blob_files(store: BlobStore) -> list[Path]:
-    return sorted(p for p in store.layout.blobs.rglob("*") if p.is_file())
-
-
-def assert_blobs_sound(store: BlobStore) -> None:
-    """Every file in blobs/ hashes (BLAKE3, re-read from disk) to its own name."""
-    for p in blob_files(store):
-        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
-
-
-def tmp_leftovers(store: BlobStore) -> list[str]:
-    return sorted(p.name for p in store.layout.tmp.iterdir())
 
 
 @pytest.fixture

@@ -6,17 +6,14 @@ schedule than the default (a dead port is retried with backoff) run in-process.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import random
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -24,17 +21,13 @@ from click.testing import CliRunner
 from cas.digest import hash_bytes
 from cas.retry import RetryPolicy
 from cli.main import cli
+from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload
 from tests.servers.http_server import FaultyHTTPServer, drop_after, status, wrong_bytes
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
 pytestmark = pytest.mark.timeout(60)
 
 KiB, MiB = 1024, 1024 * 1024
-
-
-@functools.cache
-def payload(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 def dead_url(path: str = "/m.bin") -> str:
@@ -55,21 +48,6 @@ def model(
     if data is not None:
         m["digest"], m["size"] = str(hash_bytes(data)), len(data)
     return m
-
-
-def blob_files(store: Path) -> list[Path]:
-    return sorted(p for p in (store / "blobs").rglob("*") if p.is_file())
-
-
-def assert_blobs_sound(store: Path) -> None:
-    for p in blob_files(store):
-        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
-
-
-def has_blob(store: Path, data: bytes) -> bool:
-    h = blake3.blake3(data).hexdigest()
-    p = store / "blobs" / "blake3" / h[:2] / h[2:]
-    return p.is_file() and blake3.blake3(p.read_bytes()).hexdigest() == h
 
 
 class Run:

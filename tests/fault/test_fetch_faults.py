@@ -6,21 +6,19 @@ wrong blob; the next run resumes it, which the HTTP server's own byte count prov
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import random
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 import yaml
 
 from cas.digest import hash_bytes
+from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload
 from tests.servers.http_server import FaultyHTTPServer, slow
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -29,32 +27,11 @@ pytestmark = pytest.mark.timeout(60)
 KiB, MiB = 1024, 1024 * 1024
 
 
-@functools.cache
-def payload(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
 def write_model(project: Path, url: str, data: bytes, known: bool = True) -> None:
     m: dict[str, Any] = {"name": "m", "version": "1", "sources": [url]}
     if known:
         m["digest"], m["size"] = str(hash_bytes(data)), len(data)
     (project / "vvstore.yaml").write_text(yaml.safe_dump({"models": [m]}, sort_keys=False))
-
-
-def blob_files(store: Path) -> list[Path]:
-    return sorted(p for p in (store / "blobs").rglob("*") if p.is_file())
-
-
-def assert_blobs_sound(store: Path) -> None:
-    """Nothing wrong in blobs/: every file hashes to its own name."""
-    for p in blob_files(store):
-        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
-
-
-def has_blob(store: Path, data: bytes) -> bool:
-    h = blake3.blake3(data).hexdigest()
-    p = store / "blobs" / "blake3" / h[:2] / h[2:]
-    return p.is_file() and blake3.blake3(p.read_bytes()).hexdigest() == h
 
 
 def part_files(store: Path) -> list[str]:

@@ -4,17 +4,14 @@ huggingface_hub's HfFileSystem: revisions, LFS sha256 cross-checks, whole-repo s
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
-import random
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 import yaml
 
@@ -24,6 +21,7 @@ from cas.download import FetchRequest, ModelDownloader
 from cas.errors import AllSourcesFailedError, IntegrityError
 from cas.retry import RetryPolicy
 from cas.sources import FsspecSource, open_source
+from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload
 from tests.servers.hf_hub import FakeHub
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -34,31 +32,11 @@ REPO = "org/repo"
 SHA = re.compile(r"[0-9a-f]{40}")
 
 
-@functools.cache
-def payload(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
 FILES = {
     "config.json": b'{"model_type": "tiny"}',
     "model.safetensors": payload(64 * KiB, 1),  # LFS (larger than the hub's 1 KiB threshold)
     "tokenizer/vocab.txt": b"a\nb\nc\n",
 }
-
-
-def blob_files(store: Path) -> list[Path]:
-    return sorted(p for p in (store / "blobs").rglob("*") if p.is_file())
-
-
-def assert_blobs_sound(store: Path) -> None:
-    for p in blob_files(store):
-        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
-
-
-def has_blob(store: Path, data: bytes) -> bool:
-    h = blake3.blake3(data).hexdigest()
-    p = store / "blobs" / "blake3" / h[:2] / h[2:]
-    return p.is_file() and blake3.blake3(p.read_bytes()).hexdigest() == h
 
 
 @pytest.fixture

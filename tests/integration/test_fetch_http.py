@@ -5,8 +5,6 @@ Resume is proven by the server's own count of body bytes served.
 
 from __future__ import annotations
 
-import functools
-import random
 import socket
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from cas.digest import hash_bytes
 from cas.download import FetchRequest, FetchResult, ModelDownloader
 from cas.errors import AllSourcesFailedError, IntegrityError
 from cas.retry import RetryPolicy
+from tests.helpers import assert_blobs_sound, blob_files, payload, tmp_leftovers
 from tests.servers.http_server import (
     FaultyHTTPServer,
     drop_after,
@@ -33,11 +32,6 @@ from tests.servers.http_server import (
 pytestmark = pytest.mark.timeout(60)
 
 KiB, MiB = 1024, 1024 * 1024
-
-
-@functools.cache
-def payload(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 def dead_url(path: str = "/m.bin") -> str:
@@ -59,19 +53,6 @@ def served(srv: FaultyHTTPServer, path: str, expect: int) -> int:
 
 def gets(srv: FaultyHTTPServer, path: str) -> list[tuple[str | None, int]]:
     return [(rng, code) for method, p, rng, code in srv.requests if method == "GET" and p == path]
-
-
-def blob_files(store: BlobStore) -> list[Path]:
-    return sorted(p for p in store.layout.blobs.rglob("*") if p.is_file())
-
-
-def assert_blobs_sound(store: BlobStore) -> None:
-    for p in blob_files(store):
-        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
-
-
-def tmp_leftovers(store: BlobStore) -> list[str]:
-    return sorted(p.name for p in store.layout.tmp.iterdir())
 
 
 @pytest.fixture

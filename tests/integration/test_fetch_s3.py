@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import random
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 import yaml
 
@@ -22,6 +19,7 @@ from cas.errors import AllSourcesFailedError, ManifestError
 from cas.manager import DefaultModelManager
 from cas.manifest import ModelManifest
 from cas.retry import RetryPolicy
+from tests.helpers import assert_blobs_sound, has_blob, payload
 from tests.servers.s3 import MotoS3
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -29,26 +27,6 @@ pytestmark = pytest.mark.timeout(60)
 
 KiB, MiB = 1024, 1024 * 1024
 BUCKET = "models"
-
-
-@functools.cache
-def payload(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def blob_files(store: Path) -> list[Path]:
-    return sorted(p for p in (store / "blobs").rglob("*") if p.is_file())
-
-
-def assert_blobs_sound(store: Path) -> None:
-    for p in blob_files(store):
-        assert blake3.blake3(p.read_bytes()).hexdigest() == p.parent.name + p.name, p
-
-
-def has_blob(store: Path, data: bytes) -> bool:
-    h = blake3.blake3(data).hexdigest()
-    p = store / "blobs" / "blake3" / h[:2] / h[2:]
-    return p.is_file() and blake3.blake3(p.read_bytes()).hexdigest() == h
 
 
 @pytest.fixture
