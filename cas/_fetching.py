@@ -114,7 +114,7 @@ class FetchMixin:
                 report.present.append(entry.ref)
         for entry in (e for e in entries if e.kind == "tree"):
             try:
-                self._fetch_tree(entry, dl, report)
+                self._fetch_tree(entry, dl, report, lock)
             except VVStoreError as e:
                 report.errors.append((entry.ref, e))
         self.manifest.save()
@@ -131,10 +131,11 @@ class FetchMixin:
             self.store.audit.record("fetch", outcome="failed", ref=ref, reason=str(err))
         return report
 
-    def _fetch_tree(self, entry: ModelEntry, dl: ModelDownloader, report: FetchReport) -> None:
+    def _fetch_tree(
+        self, entry: ModelEntry, dl: ModelDownloader, report: FetchReport, lock: Lockfile
+    ) -> None:
         digest = Digest.parse(entry.digest) if entry.digest else None
         tree: Tree | None = None
-        lock = self.load_lock()
         if digest is not None and self.store.has(digest):
             tree = self.load_tree(digest)
         elif digest is not None:
