@@ -108,18 +108,16 @@ class BlobStore:
 
     def _open(self, create: bool) -> None:
         lay = self.layout
-        try:
-            version = lay.version_file.read_text().strip()
-        except FileNotFoundError:
-            version = None
-        except NotADirectoryError:
-            raise StoreFormatError(f"store path {lay.root} is a file, not a directory") from None
-        if version is None:
-            if lay.root.is_dir() and not _only_skeleton(lay.root):
+        version = self._version()
+        if version is None and lay.root.is_dir() and not _only_skeleton(lay.root):
+            # another process may have finished creating it since the first look
+            version = self._version()
+            if version is None:
                 raise StoreFormatError(
                     f"{lay.root} is not empty and has no VERSION file: not a vvstore store",
                     hint="point --store or VVSTORE_HOME at an empty or new directory",
                 )
+        if version is None:
             if not create:
                 raise StoreFormatError(f"no store at {lay.root}")
             self._create()
@@ -132,6 +130,15 @@ class BlobStore:
         else:
             for d in lay.directories():  # tolerate a store whose empty dirs were pruned
                 d.mkdir(parents=True, exist_ok=True)
+
+    def _version(self) -> str | None:
+        try:
+            return self.layout.version_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            root = self.layout.root
+            raise StoreFormatError(f"store path {root} is a file, not a directory") from None
 
     def _create(self) -> None:
         lay = self.layout
