@@ -240,8 +240,23 @@ class ModelDownloader:
                 self.sleep(delay)
                 attempt += 1
 
-    def _from_source(self, request: FetchRequest, source: Source) -> FetchResult:
+    def _info(self, request: FetchRequest, source: Source) -> SourceInfo:
+        """Ask the source about the object, unless the request pins the digest and size of a
+        file too small for parallel ranges: its one GET is checked against both anyway, so a
+        metadata request (a second round trip per file) would tell nothing new."""
+        if (
+            request.digest is not None
+            and request.size is not None
+            and request.size < self.parallel_min
+        ):
+            known = source.presumed(request.size)
+            if known is not None:
+                return known
         info: SourceInfo = self._retrying(source.info)
+        return info
+
+    def _from_source(self, request: FetchRequest, source: Source) -> FetchResult:
+        info = self._info(request, source)
         if info.directory:
             raise SourceError(
                 source.display,
@@ -282,6 +297,10 @@ class ModelDownloader:
                 if offset and not fresh:
                     log.warning("resumed bytes of %s were wrong; starting over", request.what)
                     continue
+                raise
+            except BaseException:
+                if partial.state["mode"] == "stream" and _empty(partial.path):
+                    partial.discard()  # failed before its first byte: nothing to resume
                 raise
             finally:
                 with _ACTIVE_LOCK:
@@ -559,6 +578,13 @@ class _nullcontext:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return True
 
 
 def _read_file(f: Any, chunk: int = 8 << 20) -> Iterator[bytes]:

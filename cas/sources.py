@@ -1,9 +1,11 @@
 """Sources: URLs to readable byte ranges, through fsspec (and a direct HTTP reader).
 
 A :class:`Source` is the narrow surface the downloader needs: `info()` (size, a version tag
-such as an ETag or an HF commit, a sha256 to cross-check, whether ranges work), `read(start,
-end)` streaming bytes, and `list()` for directory sources. Tests can replace it with a faulty
-one. URLs are shown only redacted; credentials come from the environment, never the manifest.
+such as an ETag or an HF commit, a sha256 to cross-check, whether ranges work), `presumed(size)`
+(what `info()` would say of an object whose size the caller already knows, or None when only
+asking tells), `read(start, end)` streaming bytes, and `list()` for directory sources. Tests
+can replace it with a faulty one. URLs are shown only redacted; credentials come from the
+environment, never the manifest.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Source(Protocol):
     display: str
 
     def info(self) -> SourceInfo: ...
+    def presumed(self, size: int) -> SourceInfo | None: ...
     def resolve(self) -> str: ...
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def is_dir(self) -> bool: ...
@@ -164,6 +167,11 @@ class FsspecSource:
                 directory=raw.get("type") == "directory",
             )
         return self._info
+
+    def presumed(self, size: int) -> SourceInfo | None:
+        """Skip the metadata request: fsspec sources are read in one stream whatever `info()`
+        says. Not for `hf://`, whose info carries the LFS sha256 and the commit to record."""
+        return None if self.scheme == "hf" else SourceInfo(size=size, ranges=False)
 
     def resolve(self) -> str:
         """The URL to record: an HF branch or tag pinned to its commit, anything else as is."""
@@ -297,6 +305,10 @@ class HttpSource:
                     ranges=r.headers.get("Accept-Ranges", "").lower() == "bytes",
                 )
         return self._info
+
+    def presumed(self, size: int) -> SourceInfo | None:
+        """Skip the HEAD: one GET, checked by size and digest, says all a small file needs."""
+        return SourceInfo(size=size, ranges=False)
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         headers = {}

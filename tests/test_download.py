@@ -52,8 +52,10 @@ class FakeSource:
         info_errors: list[BaseException] | None = None,
         read_plan: list[Plan] | None = None,
         hook: Callable[[FakeSource, int, int], None] | None = None,
+        presume: bool = False,
     ) -> None:
         self.url = url
+        self.presume = presume
         self.display = redact_url(url)
         self.data = data
         self.version = version
@@ -76,6 +78,9 @@ class FakeSource:
         return SourceInfo(
             size=len(self.data), version=self.version, sha256=self.sha256, ranges=self.ranges
         )
+
+    def presumed(self, size: int) -> SourceInfo | None:
+        return SourceInfo(size=size, ranges=self.ranges) if self.presume else None
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self._lock:
@@ -222,6 +227,62 @@ def test_size_mismatch_is_refused_before_reading(store: BlobStore) -> None:
         make_downloader(store, [src]).download(request(data, src.url))
     assert src.reads == []
     assert blob_files(store) == []
+
+
+# --- asking the source first, or not --------------------------------------------------------
+
+
+def test_pinned_small_file_is_one_read_without_info(store: BlobStore) -> None:
+    """Digest and size known, too small for ranges, a source that can presume: no info()."""
+    data = payload(10 * KiB, 3)
+    src = FakeSource("http://a/m.bin", data, presume=True, info_errors=[AssertionError("asked")])
+    res = make_downloader(store, [src]).download(request(data, src.url))
+    assert store.path(res.digest).read_bytes() == data
+    assert (src.info_calls, src.reads) == (0, [(0, None)])
+    assert tmp_leftovers(store) == []
+
+
+@pytest.mark.parametrize(
+    ("presume", "known", "size"),
+    [
+        (False, True, 10 * KiB),  # the source must be asked (HF: sha256 and commit)
+        (True, False, 10 * KiB),  # nothing pinned: size and version come from the source
+        (True, True, 200 * KiB),  # large enough for parallel ranges: whether they work
+    ],
+)
+def test_info_is_asked_when_it_can_tell_something(
+    store: BlobStore, presume: bool, known: bool, size: int
+) -> None:
+    data = payload(size, 4)
+    src = FakeSource("http://a/m.bin", data, presume=presume)
+    dl = make_downloader(store, [src], jobs=4, part_size=64 * KiB, parallel_min=128 * KiB)
+    res = dl.download(request(data, src.url, known=known))
+    assert store.path(res.digest).read_bytes() == data
+    assert src.info_calls == 1
+
+
+def test_presumed_size_is_still_checked_against_the_bytes(store: BlobStore) -> None:
+    """Skipping info() skips no check: a longer object is refused and never published."""
+    data = payload(1000, 5)
+    src = FakeSource("http://a/m.bin", data + b"x", presume=True)
+    with pytest.raises(IntegrityError):
+        make_downloader(store, [src]).download(request(data, src.url))
+    assert blob_files(store) == []
+    assert tmp_leftovers(store) == []
+
+
+def test_a_failure_before_the_first_byte_leaves_no_partial(store: BlobStore) -> None:
+    data = payload(1000, 6)
+    src = FakeSource(
+        "http://a/m.bin",
+        data,
+        presume=True,
+        read_plan=[(0, SourceError("http://a/m.bin", "HTTP 404 Not Found"))],
+    )
+    with pytest.raises(AllSourcesFailedError) as e:
+        make_downloader(store, [src]).download(request(data, src.url))
+    assert "HTTP 404" in str(e.value) and "http://a/m.bin" in str(e.value)
+    assert tmp_leftovers(store) == []
 
 
 # --- the sha256 cross-check -------------------------------------------------------------------

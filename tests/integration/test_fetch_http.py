@@ -51,6 +51,10 @@ def served(srv: FaultyHTTPServer, path: str, expect: int) -> int:
     return srv.bytes_served[path]
 
 
+def methods(srv: FaultyHTTPServer, path: str) -> list[str]:
+    return [method for method, p, _, _ in srv.requests if p == path]
+
+
 def gets(srv: FaultyHTTPServer, path: str) -> list[tuple[str | None, int]]:
     return [(rng, code) for method, p, rng, code in srv.requests if method == "GET" and p == path]
 
@@ -98,6 +102,8 @@ def test_fetch_with_known_digest(
         http_server.url("/m.bin"),
     )
     assert store.path(res.digest).read_bytes() == data
+    # digest and size pinned, too small for ranges: one GET is the whole conversation
+    assert methods(http_server, "/m.bin") == ["GET"]
     assert gets(http_server, "/m.bin") == [(None, 200)]
     assert served(http_server, "/m.bin", len(data)) == len(data)
     assert tmp_leftovers(store) == []
@@ -230,17 +236,28 @@ def test_changed_etag_discards_the_partial(http_server: FaultyHTTPServer, store:
 # --- status codes and retries -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("known", "first"),
+    [(True, "GET"), (False, "HEAD")],  # a pinned small file needs no HEAD; an unknown one does
+)
 def test_server_errors_are_retried(
-    http_server: FaultyHTTPServer, dl: ModelDownloader, store: BlobStore, sleeps: list[float]
+    http_server: FaultyHTTPServer,
+    dl: ModelDownloader,
+    store: BlobStore,
+    sleeps: list[float],
+    known: bool,
+    first: str,
 ) -> None:
     data = payload(100 * KiB, 10)
     http_server.files["/m.bin"] = data
     http_server.inject("/m.bin", status(500), status(503), status(429, {"Retry-After": "0"}))
-    res = dl.download(req(data, http_server.url("/m.bin")))
+    res = dl.download(req(data, http_server.url("/m.bin"), known=known))
     assert store.path(res.digest).read_bytes() == data
-    codes = [code for _, p, _, code in http_server.requests if p == "/m.bin"]
-    assert codes == [500, 503, 429, 200, 200]  # three failed HEADs, then HEAD and GET
+    calls = [(m, code) for m, p, _, code in http_server.requests if p == "/m.bin"]
+    ok = [(first, 200)] if first == "GET" else [("HEAD", 200), ("GET", 200)]
+    assert calls == [(first, 500), (first, 503), (first, 429), *ok]
     assert sleeps == [0.01, 0.02, 0.0]  # backoff, backoff, Retry-After: 0
+    assert tmp_leftovers(store) == []
 
 
 def test_retry_after_is_capped(
@@ -279,9 +296,10 @@ def test_client_errors_are_not_retried(
     http_server.inject("/m.bin", *[status(code)] * 5)
     with pytest.raises(AllSourcesFailedError) as e:
         dl.download(req(data, http_server.url("/m.bin")))
-    assert str(code) in str(e.value)
+    assert str(code) in str(e.value) and http_server.url("/m.bin") in str(e.value)
     assert len(http_server.requests) == 1 and sleeps == []
     assert blob_files(store) == []
+    assert tmp_leftovers(store) == []  # failed before its first byte: no partial to resume
 
 
 def test_wrong_bytes_are_quarantined(
@@ -363,6 +381,7 @@ def test_large_file_in_parallel_ranges(http_server: FaultyHTTPServer, store: Blo
     assert path.stat().st_size == len(data)
     with open(path, "rb") as f:
         assert f.read() == data
+    assert methods(http_server, "/big.bin")[0] == "HEAD"  # large: ask whether ranges work
     ranged = [(rng, code) for rng, code in gets(http_server, "/big.bin")]
     assert len(ranged) == 8 and all(rng and code == 206 for rng, code in ranged)
     assert sorted(ranged) == sorted(

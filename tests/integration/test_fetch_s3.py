@@ -14,12 +14,12 @@ import yaml
 
 from cas.blobs import BlobStore
 from cas.digest import hash_bytes
-from cas.download import FetchRequest, ModelDownloader
+from cas.download import FetchRequest, FetchResult, ModelDownloader
 from cas.errors import AllSourcesFailedError, ManifestError
 from cas.manager import DefaultModelManager
 from cas.manifest import ModelManifest
 from cas.retry import RetryPolicy
-from tests.helpers import assert_blobs_sound, has_blob, payload
+from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload, tmp_leftovers
 from tests.servers.s3 import MotoS3
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -242,6 +242,36 @@ def test_large_s3_object_is_one_streamed_get(bucket: Any, s3: MotoS3, tmp_path: 
     assert store.path(res.digest).read_bytes() == data
     gets = [p for m, p in s3.proxies[-1].requests if m == "GET" and "big.bin" in p]
     assert len(gets) == 1
+
+
+def test_pinned_small_files_cost_one_get_each(bucket: Any, s3: MotoS3, tmp_path: Path) -> None:
+    """Files whose digest and size are pinned need no HEAD: one GET each, checked against
+    both. A second round trip per file would halve throughput over a WAN (bench/fetch.py)."""
+    files = {f"small/{i}.bin": payload(20 * KiB, 30 + i) for i in range(6)}
+    for key, body in files.items():
+        bucket.put_object(Bucket=BUCKET, Key=key, Body=body)
+    counting = s3.delay_proxy(0.0)
+    store = BlobStore(tmp_path / "store")
+    dl = ModelDownloader(store, options={"s3": s3.storage_options(counting)}, jobs=3)
+    results = dl.download_batch(
+        FetchRequest(k, [f"s3://{BUCKET}/{k}"], hash_bytes(b), len(b)) for k, b in files.items()
+    )
+    assert all(isinstance(r, FetchResult) and r.fetched for r in results), results
+    assert sorted(m for m, p in s3.proxies[-1].requests if "/small/" in p) == ["GET"] * 6
+    assert all(has_blob(store, b) for b in files.values())
+    assert_blobs_sound(store)
+
+
+def test_pinned_file_gone_from_s3_fails_cleanly(bucket: Any, s3: MotoS3, tmp_path: Path) -> None:
+    """Without a HEAD the missing key surfaces on the GET: same error, named URL, no debris."""
+    data = payload(10 * KiB, 40)
+    store = BlobStore(tmp_path / "store")
+    dl = ModelDownloader(store, options={"s3": s3.storage_options()}, retry=RetryPolicy(base=0.01))
+    with pytest.raises(AllSourcesFailedError) as e:
+        dl.download(FetchRequest("gone@1", [f"s3://{BUCKET}/gone.bin"], hash_bytes(data), 10240))
+    assert f"s3://{BUCKET}/gone.bin" in str(e.value)
+    assert tmp_leftovers(store) == []
+    assert blob_files(store) == []
 
 
 def test_cli_tree_whose_source_changed_exit_5(
