@@ -482,10 +482,11 @@ def test_kernel_copy_hashes_what_was_written_across_many_steps(
 ) -> None:
     """Many small copy steps (and a write-back sync between them) still hash the whole file
     in order."""
+    import cas.atomic as atomic
     import cas.blobs as blobs
 
     monkeypatch.setattr(blobs, "COPY_STEP", 64 * 1024 + 3)
-    monkeypatch.setattr(blobs, "SYNC_EVERY", 256 * 1024)
+    monkeypatch.setattr(atomic, "WRITE_BEHIND_EVERY", 256 * 1024)
     src = tmp_path / "m.bin"
     data = os.urandom(2 * (1 << 20) + 5)
     src.write_bytes(data)
