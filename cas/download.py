@@ -25,7 +25,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .atomic import atomic_write, unique_suffix
+from .atomic import WriteBehind, atomic_write, unique_suffix
 from .blobs import BlobStore, Published
 from .digest import Digest, Hasher, Progress, hash_file
 from .errors import (
@@ -271,9 +271,7 @@ class ModelDownloader:
             )
         sha256 = request.sha256 or info.sha256
         for fresh in (False, True):
-            with _ACTIVE_LOCK:
-                partial, offset = self._claim(request, source, info, fresh)
-                _ACTIVE.add(str(partial.path))
+            partial, offset = self._claim(request, source, info, fresh)
             try:
                 if partial.state["mode"] == "parts":
                     try:
@@ -339,10 +337,32 @@ class ModelDownloader:
     def _claim(
         self, request: FetchRequest, source: Source, info: SourceInfo, fresh: bool
     ) -> tuple[_Partial, int]:
-        """Adopt a matching partial left in tmp/ (by atomic rename), or start a new one."""
+        """Adopt a matching partial left in tmp/ (by atomic rename), or start a new one.
+
+        The new name is marked active before anything is renamed to it, so no other thread
+        of this process adopts it; the rename itself decides between processes."""
         key = self._key(request, source)
         tmp = self.store.layout.tmp
         mine = _Partial(tmp / f"dl.{key}.{unique_suffix()}.{os.urandom(4).hex()}.part")
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(str(mine.path))
+        try:
+            return self._adopt_or_start(mine, request, source, info, fresh)
+        except BaseException:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(str(mine.path))
+            raise
+
+    def _adopt_or_start(
+        self,
+        mine: _Partial,
+        request: FetchRequest,
+        source: Source,
+        info: SourceInfo,
+        fresh: bool,
+    ) -> tuple[_Partial, int]:
+        key = self._key(request, source)
+        tmp = self.store.layout.tmp
         parallel = bool(
             info.ranges and info.size and info.size >= self.parallel_min and self.jobs > 1
         )
@@ -410,6 +430,7 @@ class ModelDownloader:
                 try:
                     for chunk in source.read(sink.size) if sink.size else source.read():
                         sink.write(chunk)
+                        behind.wrote(len(chunk))
                         self._tick(len(chunk))
                         failpoint("download.chunk")
                 except RangeIgnored:
@@ -417,13 +438,14 @@ class ModelDownloader:
                     sink.reset()
                     raise _Restart() from None
 
-            while expected is None or sink.size < expected:  # a complete partial needs no read
-                try:
-                    self._retrying(pump)
-                    break
-                except _Restart:
-                    continue
-            f.flush()
+            with WriteBehind(f.fileno()) as behind:  # the disk works while the network does
+                while expected is None or sink.size < expected:  # complete: nothing to read
+                    try:
+                        self._retrying(pump)
+                        break
+                    except _Restart:
+                        continue
+                f.flush()
             os.fsync(f.fileno())
         return sink.hasher.digest(), sink.size, sink.sha.hexdigest() if sink.sha else None
 
@@ -448,6 +470,7 @@ class ModelDownloader:
                     for chunk in source.read(pos, end):
                         os.pwrite(fd, chunk, pos)
                         pos += len(chunk)
+                        behind.wrote(len(chunk))
                         self._tick(len(chunk))
                     if pos != end:
                         raise ConnectionError(f"range {start}-{end} ended at {pos}")
@@ -459,7 +482,7 @@ class ModelDownloader:
                     partial.save()
                 failpoint("download.part")
 
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            with WriteBehind(fd) as behind, ThreadPoolExecutor(max_workers=self.jobs) as pool:
                 for fut in [pool.submit(part, i) for i in todo]:
                     fut.result()
             os.fsync(fd)
@@ -475,7 +498,7 @@ class ModelDownloader:
 
 
 _ACTIVE: set[str] = set()  # partials this process is writing right now
-_ACTIVE_LOCK = threading.RLock()  # _claim holds it while asking _in_use
+_ACTIVE_LOCK = threading.Lock()  # guards _ACTIVE; held only to read or change it
 STALE_FOREIGN = 900.0  # a partial of another host untouched this long is abandoned
 
 
@@ -484,7 +507,11 @@ def _owner() -> dict[str, Any]:
 
 
 def _in_use(owner: Any, path: Path) -> bool:
-    """True while the process that owns a partial may still be writing it."""
+    """True while a partial may still be written: by a thread of this process (which marks
+    the name before renaming anything to it), or by the live process named as its owner."""
+    with _ACTIVE_LOCK:
+        if str(path) in _ACTIVE:
+            return True
     if not isinstance(owner, dict):
         return False
     if owner.get("host") != socket.gethostname():
@@ -494,8 +521,7 @@ def _in_use(owner: Any, path: Path) -> bool:
             return False
     pid = owner.get("pid")
     if pid == os.getpid():
-        with _ACTIVE_LOCK:
-            return str(path) in _ACTIVE  # in use by another thread, or left by a failed attempt
+        return False  # left by a failed attempt of this process
     try:
         os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError):
