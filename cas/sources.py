@@ -214,7 +214,13 @@ class FsspecSource:
 
     def _read_s3(self, start: int, end: int | None) -> Iterator[bytes]:
         """One streamed GET (ranged if asked) instead of a request per block: S3 servers
-        (moto most of all) pay per request, and a block-sized read costs one each."""
+        (moto most of all) pay per request, and a block-sized read costs one each.
+
+        The next chunk is already being received on fsspec's event loop while the caller
+        writes and hashes this one, so the network never waits for the disk."""
+        import asyncio
+        from concurrent.futures import wait
+
         from fsspec.asyn import sync
 
         fs = self.fs
@@ -226,12 +232,19 @@ class FsspecSource:
             kw["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         resp = sync(fs.loop, fs._call_s3, "get_object", **kw)
         body = resp["Body"]
+
+        def ahead() -> Any:
+            return asyncio.run_coroutine_threadsafe(body.read(CHUNK), fs.loop)
+
+        pending = ahead()
         try:
-            while chunk := sync(fs.loop, body.read, CHUNK):
+            while chunk := pending.result():
+                pending = ahead()
                 yield chunk
         finally:
-            body.close()
-
+            pending.cancel()
+            wait([pending])  # never close the body under a read still running on the loop
+            sync(fs.loop, _close, body)
     def is_dir(self) -> bool:
         if self.scheme == "hf":
             self._resolve_hf()
@@ -339,6 +352,11 @@ class HttpSource:
 
     def list(self) -> list[Entry]:
         raise UsageError(f"{self.display}: an HTTP URL names one file, not a directory")
+
+
+async def _close(body: Any) -> None:
+    """Close an aiobotocore body on its own event loop (aiohttp objects are not thread-safe)."""
+    body.close()
 
 
 class _SafeRedirect(urllib.request.HTTPRedirectHandler):
