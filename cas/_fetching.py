@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .digest import Digest, Progress
-from .download import FetchRequest, FetchResult, ModelDownloader, sources_failed
+from .download import FetchRequest, FetchResult, FileProgress, ModelDownloader, sources_failed
 from .errors import IntegrityError, NotFoundError, SourceError, UsageError, VVStoreError
 from .manifest import ModelEntry
 from .redact import redact_url, strip_credentials
@@ -56,7 +56,11 @@ class FetchMixin:
     # --- fetch -------------------------------------------------------------------------------
 
     def downloader(
-        self, *, progress: Progress | None = None, jobs: int | None = None
+        self,
+        *,
+        progress: Progress | None = None,
+        jobs: int | None = None,
+        file_progress: FileProgress | None = None,
     ) -> ModelDownloader:
         """A downloader into this store, with the project's sources and storage options."""
         return ModelDownloader(
@@ -65,6 +69,7 @@ class FetchMixin:
             options=self.manifest.data.storage,
             jobs=jobs,
             progress=progress,
+            file_progress=file_progress,
         )
 
     def partials(self) -> list[dict[str, Any]]:
@@ -86,18 +91,25 @@ class FetchMixin:
         return out
 
     def fetch(
-        self, refs: Sequence[str] = (), *, jobs: int | None = None, progress: Progress | None = None
+        self,
+        refs: Sequence[str] = (),
+        *,
+        jobs: int | None = None,
+        progress: Progress | None = None,
+        file_progress: FileProgress | None = None,
     ) -> FetchReport:
-        """Make every wanted model present and verified; record digests learnt on the way."""
+        """Make every wanted model present and verified; record digests learnt on the way.
+
+        `progress` counts every byte received; `file_progress` opens one tracker per file."""
         entries = self.select(refs)
         lock = self.load_lock()  # a malformed lockfile refuses (exit 3) before any transfer
-        dl = self.downloader(progress=progress, jobs=jobs)
+        dl = self.downloader(progress=progress, jobs=jobs, file_progress=file_progress)
         report = FetchReport()
         files = [e for e in entries if e.kind == "file"]
         requests = [
             FetchRequest(
                 e.ref,
-                _pinned(e, lock) + e.sources,
+                _pinned(e, lock).get("", []) + e.sources,
                 Digest.parse(e.digest) if e.digest else None,
                 e.size,
             )
@@ -142,10 +154,11 @@ class FetchMixin:
             locked = lock.get(entry.name, entry.version)
             tree = locked.tree() if locked is not None and locked.digest == entry.digest else None
         if digest is not None and tree is not None:
+            pinned = _pinned(entry, lock)
             requests = [
                 FetchRequest(
                     f"{entry.ref}/{f.path}",
-                    _pinned(entry, lock, f.path) + [join_source(s, f.path) for s in entry.sources],
+                    pinned.get(f.path, []) + [join_source(s, f.path) for s in entry.sources],
                     Digest.parse(f.digest),
                     f.size,
                 )
@@ -230,19 +243,21 @@ class FetchMixin:
         return entry, list(tree.files), new
 
 
-def _pinned(entry: ModelEntry, lock: Lockfile, path: str | None = None) -> list[str]:
-    """The lockfile's resolved sources of one file of the entry that the manifest does not
-    list itself (an HF commit where the manifest names a branch), to try first; only when the
-    lockfile pins the entry's digest from the manifest's very sources."""
+def _pinned(entry: ModelEntry, lock: Lockfile) -> dict[str, list[str]]:
+    """The lockfile's resolved sources of each file of the entry (by path; "" for a file
+    model) that the manifest does not list itself (an HF commit where the manifest names a
+    branch), to try first; only when the lockfile pins the entry's digest from the
+    manifest's very sources. One pass over the lockfile's files, however many there are."""
     m = lock.get(entry.name, entry.version)
     stripped = [strip_credentials(s) for s in entry.sources]
     if m is None or not entry.digest or m.digest != entry.digest or m.sources != stripped:
-        return []
-    files = m.files if entry.kind == "file" else [f for f in m.files if f.path == path]
-    given = (
-        set(stripped) if entry.kind == "file" else {join_source(s, path or "") for s in stripped}
-    )
-    return list(dict.fromkeys(s for f in files for s in f.sources if s not in given))
+        return {}
+    out: dict[str, list[str]] = {}
+    for f in m.files:
+        path = "" if entry.kind == "file" else f.path
+        given = set(stripped) if entry.kind == "file" else {join_source(s, path) for s in stripped}
+        out.setdefault(path, []).extend(s for s in f.sources if s not in given)
+    return {path: list(dict.fromkeys(sources)) for path, sources in out.items()}
 
 
 def join_source(source: str, path: str) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._fetching import FetchReport, join_source
 from .cache import GcReport, ModelCacheManager
 from .digest import Digest, Progress
-from .download import FetchRequest, FetchResult, ModelDownloader
+from .download import FetchRequest, FetchResult, FileProgress, ModelDownloader
 from .drift import Drift, diff, require_in_sync
 from .errors import ModelNotFoundError, NotFoundError, ProjectNotFoundError, VVStoreError
 from .lockfile import Hashes, LockedFile, LockedModel, Lockfile
@@ -64,7 +64,11 @@ class LockMixin:
 
         def register(self) -> Path: ...
         def downloader(
-            self, *, progress: Progress | None = None, jobs: int | None = None
+            self,
+            *,
+            progress: Progress | None = None,
+            jobs: int | None = None,
+            file_progress: FileProgress | None = None,
         ) -> ModelDownloader: ...
         def select(self, refs: Sequence[str]) -> list[ModelEntry]: ...
         def fetch(self, refs: Sequence[str] = (), **options: Any) -> FetchReport: ...
@@ -203,7 +207,12 @@ class LockMixin:
     # --- fetch --locked ----------------------------------------------------------------------
 
     def fetch_locked(
-        self, refs: Sequence[str] = (), *, jobs: int | None = None, progress: Progress | None = None
+        self,
+        refs: Sequence[str] = (),
+        *,
+        jobs: int | None = None,
+        progress: Progress | None = None,
+        file_progress: FileProgress | None = None,
     ) -> FetchReport:
         """Fetch exactly the lockfile's digests; refuse (exit 3) if the manifest drifted."""
         if not self.lockfile_path.exists():
@@ -215,7 +224,7 @@ class LockMixin:
         wanted = {(e.name, e.version) for e in self.select(refs)} if refs else None
         models = [m for m in lock.models if wanted is None or (m.name, m.version) in wanted]
         report = FetchReport()
-        dl = self.downloader(progress=progress, jobs=jobs)
+        dl = self.downloader(progress=progress, jobs=jobs, file_progress=file_progress)
         pairs: list[tuple[str, FetchRequest]] = []
         for m in models:
             for f in m.files:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ from .sources import RangeIgnored, Source, SourceInfo, open_source
 log = logging.getLogger("vvstore")
 PART_SIZE = 16 << 20
 PARALLEL_MIN = 64 << 20
+
+
+FileProgress = Callable[[str, int, int], AbstractContextManager[Progress | None]]
+"""Per-file progress: called with (what, size, bytes already there) as a file's transfer
+starts; the context it returns gives a callback for that file's bytes (or None), and is
+exited when the transfer ends, however it ends."""
 
 
 def default_jobs() -> int:
@@ -104,6 +111,7 @@ class ModelDownloader:
         retry: backoff for transient errors.
         jobs: parallel files in a batch, and parallel ranges within one large file.
         progress: called with each number of bytes received (thread-safe callers only).
+        file_progress: per-file progress (e.g. a bar for each large file), beside `progress`.
         opener: URL → :class:`Source`; tests pass a faulty one.
     """
 
@@ -118,6 +126,7 @@ class ModelDownloader:
         part_size: int = PART_SIZE,
         parallel_min: int = PARALLEL_MIN,
         progress: Progress | None = None,
+        file_progress: FileProgress | None = None,
         lock_timeout: float = 3600.0,
         opener: Callable[..., Source] = open_source,
         sleep: Callable[[float], None] = time.sleep,
@@ -130,6 +139,7 @@ class ModelDownloader:
         self.part_size = part_size
         self.parallel_min = parallel_min
         self.progress = progress
+        self.file_progress = file_progress
         self.lock_timeout = lock_timeout
         self.opener = opener
         self.sleep = sleep
@@ -273,17 +283,20 @@ class ModelDownloader:
         for fresh in (False, True):
             partial, offset = self._claim(request, source, info, fresh)
             try:
-                if partial.state["mode"] == "parts":
-                    try:
-                        digest, size, got_sha = self._fetch_parts(source, partial, bool(sha256))
-                    except RangeIgnored:
-                        log.info(
-                            "%s ignored Range requests; fetching it as one stream", source.display
-                        )
-                        self._to_stream(partial)
-                        digest, size, got_sha = self._fetch_stream(source, partial, bool(sha256))
-                else:
-                    digest, size, got_sha = self._fetch_stream(source, partial, bool(sha256))
+                with self._ticker(request.what, info.size, offset) as tick:
+                    if partial.state["mode"] == "parts":
+                        try:
+                            got = self._fetch_parts(source, partial, bool(sha256), tick)
+                        except RangeIgnored:
+                            log.info(
+                                "%s ignored Range requests; fetching it as one stream",
+                                source.display,
+                            )
+                            self._to_stream(partial)
+                            got = self._fetch_stream(source, partial, bool(sha256), tick)
+                    else:
+                        got = self._fetch_stream(source, partial, bool(sha256), tick)
+                digest, size, got_sha = got
                 self._check(request, source, partial, digest, size, sha256, got_sha)
                 pub: Published = self.store.publish_temp(partial.path, digest, size)
                 partial.state_path.unlink(missing_ok=True)
@@ -417,7 +430,7 @@ class ModelDownloader:
         partial.save()
 
     def _fetch_stream(
-        self, source: Source, partial: _Partial, want_sha: bool
+        self, source: Source, partial: _Partial, want_sha: bool, tick: Progress
     ) -> tuple[Digest, int, str | None]:
         with open(partial.path, "r+b") as f:
             sink = _Sink(f, want_sha)
@@ -431,7 +444,7 @@ class ModelDownloader:
                     for chunk in source.read(sink.size) if sink.size else source.read():
                         sink.write(chunk)
                         behind.wrote(len(chunk))
-                        self._tick(len(chunk))
+                        tick(len(chunk))
                         failpoint("download.chunk")
                 except RangeIgnored:
                     log.info("%s ignored the Range request; restarting from byte 0", source.display)
@@ -450,7 +463,7 @@ class ModelDownloader:
         return sink.hasher.digest(), sink.size, sink.sha.hexdigest() if sink.sha else None
 
     def _fetch_parts(
-        self, source: Source, partial: _Partial, want_sha: bool
+        self, source: Source, partial: _Partial, want_sha: bool, tick: Progress
     ) -> tuple[Digest, int, str | None]:
         size = int(partial.state["size"])
         ps = int(partial.state["part_size"])
@@ -471,7 +484,7 @@ class ModelDownloader:
                         os.pwrite(fd, chunk, pos)
                         pos += len(chunk)
                         behind.wrote(len(chunk))
-                        self._tick(len(chunk))
+                        tick(len(chunk))
                     if pos != end:
                         raise ConnectionError(f"range {start}-{end} ended at {pos}")
 
@@ -492,9 +505,26 @@ class ModelDownloader:
         sha = _sha256_file(partial.path) if want_sha else None
         return digest, n, sha
 
-    def _tick(self, n: int) -> None:
-        if self.progress:
-            self.progress(n)
+    @contextmanager
+    def _ticker(self, what: str, size: int | None, done: int) -> Iterator[Progress]:
+        """The callback for one file's bytes: the total's, and the file's own when wanted."""
+        total = self.progress
+        if self.file_progress is None or size is None:
+            yield total or _ignore
+            return
+        with self.file_progress(what, size, done) as mine:
+            if mine is None:
+                yield total or _ignore
+            elif total is None:
+                yield mine
+            else:
+                add_total = total
+
+                def both(n: int) -> None:
+                    add_total(n)
+                    mine(n)
+
+                yield both
 
 
 _ACTIVE: set[str] = set()  # partials this process is writing right now
@@ -604,6 +634,10 @@ class _nullcontext:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _ignore(n: int) -> None:
+    pass
 
 
 def _empty(path: Path) -> bool:

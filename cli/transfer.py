@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .main import App
-from .progress import byte_progress
+from .progress import byte_progress, file_bars
 from .render import emit_json, human_size, note
 
 pass_app = click.make_pass_decorator(App)
@@ -30,11 +30,12 @@ def fetch(app: App, refs: tuple[str, ...], jobs: int | None, locked: bool) -> No
     """Fetch the models named by REFS (default: all), verifying every byte."""
     m = app.manager
     total = sum(e.size or 0 for e in m.select(refs) if not m.is_present(e))
+    bars = file_bars(app)
     with byte_progress(app, total, "fetching") as progress:
         if locked:
-            report = m.fetch_locked(refs, jobs=jobs, progress=progress)
+            report = m.fetch_locked(refs, jobs=jobs, progress=progress, file_progress=bars)
         else:
-            report = m.fetch(refs, jobs=jobs, progress=progress)
+            report = m.fetch(refs, jobs=jobs, progress=progress, file_progress=bars)
     if app.json:
         emit_json(
             {

@@ -6,6 +6,7 @@ resume, ranged parts, cross-checks and concurrency are tested deterministically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import stat
@@ -818,3 +819,69 @@ def test_digest_lock_lets_one_download_at_a_time(store: BlobStore) -> None:
         t.join(20)
     assert len(results) == 3 and sum(r.fetched for r in results) == 1
     assert src.served == len(data)
+
+
+# --- per-file progress ------------------------------------------------------------------------
+
+
+class FileBars:
+    """A `file_progress` that records each file's (what, size, done), bytes and whether its
+    context was exited."""
+
+    def __init__(self, min_size: int = 0) -> None:
+        self.min_size = min_size
+        self.opened: list[tuple[str, int, int]] = []
+        self.got: dict[str, int] = {}
+        self.closed: list[str] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, what: str, size: int, done: int) -> Iterator[Callable[[int], None] | None]:
+        with self._lock:
+            self.opened.append((what, size, done))
+
+        def add(n: int) -> None:
+            with self._lock:
+                self.got[what] = self.got.get(what, 0) + n
+
+        try:
+            yield None if size < self.min_size else add
+        finally:
+            with self._lock:
+                self.closed.append(what)
+
+
+@pytest.mark.parametrize("mode", ["stream", "parts"])
+def test_each_file_gets_its_own_progress_beside_the_total(store: BlobStore, mode: str) -> None:
+    big, small = payload(600 * KiB, 20), payload(10 * KiB, 21)
+    srcs = [FakeSource("http://a/big", big), FakeSource("http://a/small", small)]
+    bars, total = FileBars(min_size=100 * KiB), []
+    dl = (ranged if mode == "parts" else make_downloader)(
+        store, srcs, progress=total.append, file_progress=bars
+    )
+    results = dl.download_batch([request(big, srcs[0].url, what="big"),
+                                 request(small, srcs[1].url, what="small")])
+    assert all(isinstance(r, FetchResult) for r in results)
+    assert sorted(bars.opened) == [("big", len(big), 0), ("small", len(small), 0)]
+    assert bars.got == {"big": len(big)}  # the small one declined a bar
+    assert sorted(bars.closed) == ["big", "small"]
+    assert sum(total) == len(big) + len(small)  # the total still sees every byte once
+
+
+def test_a_resumed_file_starts_its_progress_at_the_bytes_already_there(store: BlobStore) -> None:
+    data = payload(100 * KiB, 22)
+    src = FakeSource("http://a/m.bin", data)
+    leave_partial(store, src, data, 36 * KiB)
+    bars = FileBars()
+    make_downloader(store, [src], file_progress=bars).download(request(data, src.url))
+    assert bars.opened == [("m@1", len(data), 36 * KiB)]
+    assert bars.got == {"m@1": len(data) - 36 * KiB}
+
+
+def test_a_failed_file_closes_its_progress(store: BlobStore) -> None:
+    data = payload(50 * KiB, 23)
+    src = FakeSource("http://a/m.bin", data, read_plan=[(10 * KiB, PermissionError("denied"))])
+    bars = FileBars()
+    with pytest.raises(AllSourcesFailedError):
+        make_downloader(store, [src], file_progress=bars).download(request(data, src.url))
+    assert bars.closed == ["m@1"]

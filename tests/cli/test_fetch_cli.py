@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -394,3 +395,58 @@ def test_failed_add_with_userinfo_shows_no_credentials(
     for secret in ("s3cr3tpw", "t0k3n"):
         _no_secret_anywhere(res.stdout, res.stderr, vv_project, vv_home, secret)
     assert yaml.safe_load((vv_project / "vvstore.yaml").read_text())["models"] == []
+
+
+# --- progress on a terminal -------------------------------------------------------------------
+
+
+def on_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal, as for a person at one; returns the
+    exit code and everything printed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    # a real terminal has a size; tqdm draws nothing on a zero-column one
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=child, stderr=child, env=env)
+    os.close(child)
+    out = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        os.close(main)
+    return proc.wait(timeout=60), out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_terminal_shows_a_bar_per_large_file_beside_the_total(
+    http_server: FaultyHTTPServer, vvstore_cmd: list[str], vv_project: Path, vv_home: Path,
+    quiet: bool,
+) -> None:
+    big, small = payload(64 * MiB + 1, 30), payload(100 * KiB, 31)
+    http_server.files["/big.bin"], http_server.files["/small.bin"] = big, small
+    write_models(vv_project, [model("big", http_server.url("/big.bin"), data=big),
+                              model("small", http_server.url("/small.bin"), data=small)])
+    env = {**os.environ, "VVSTORE_HOME": str(vv_home), "NO_PROXY": "127.0.0.1,localhost",
+           "TERM": "xterm"}
+    argv = [*vvstore_cmd, "-C", str(vv_project), *(["-q"] if quiet else []), "fetch"]
+    code, out = on_terminal(argv, env)
+    assert code == 0, out
+    assert has_blob(vv_home, big) and has_blob(vv_home, small)
+    bar = re.compile(r"(\S+): +\d+%\|")  # tqdm: "DESC:  42%|####  | ..."
+    shown = set(bar.findall(out))
+    if quiet:
+        assert shown == set(), out
+    else:
+        assert {"fetching", "big@1"} <= shown, out
+        assert "small@1" not in shown  # small files get no bar of their own
