@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import socket
 import sys
@@ -115,9 +116,15 @@ class WriteBehind:
                 return
 
 
+@functools.cache
+def hostname() -> str:
+    """This machine's name, asked once (a system call per temp file and log line added up)."""
+    return socket.gethostname()
+
+
 def unique_suffix() -> str:
     """Process-unique part of a temp name: host and pid, so writers never share a temp file."""
-    return f"{socket.gethostname()}.{os.getpid()}"
+    return f"{hostname()}.{os.getpid()}"
 
 
 @contextmanager

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .atomic import hostname
 
+
+@functools.cache
 def _user() -> str:
+    """Who is acting, asked once per process (getuser reads the environment, then passwd)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
@@ -30,7 +34,7 @@ class AuditLog:
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "user": _user(),
-            "host": socket.gethostname(),
+            "host": hostname(),
             "action": action,
             **{k: str(v) for k, v in fields.items() if v is not None},
             "outcome": outcome,

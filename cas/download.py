@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,7 +25,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .atomic import WriteBehind, atomic_write, unique_suffix
+from .atomic import WriteBehind, atomic_write, hostname, unique_suffix
 from .blobs import BlobStore, Published
 from .digest import Digest, Hasher, Progress, hash_file
 from .errors import (
@@ -533,7 +532,7 @@ STALE_FOREIGN = 900.0  # a partial of another host untouched this long is abando
 
 
 def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    return {"host": hostname(), "pid": os.getpid()}
 
 
 def _in_use(owner: Any, path: Path) -> bool:
@@ -544,7 +543,7 @@ def _in_use(owner: Any, path: Path) -> bool:
             return True
     if not isinstance(owner, dict):
         return False
-    if owner.get("host") != socket.gethostname():
+    if owner.get("host") != hostname():
         try:
             return time.time() - path.stat().st_mtime < STALE_FOREIGN
         except OSError:

@@ -216,8 +216,10 @@ class FsspecSource:
         """One streamed GET (ranged if asked) instead of a request per block: S3 servers
         (moto most of all) pay per request, and a block-sized read costs one each.
 
-        The next chunk is already being received on fsspec's event loop while the caller
-        writes and hashes this one, so the network never waits for the disk."""
+        Each trip to fsspec's event loop brings up to CHUNK bytes: a small object is sent
+        for, read and closed in one trip (threads waking threads cost more CPU than the
+        bytes here). The next chunk is already being received while the caller writes and
+        hashes this one, so the network never waits for the disk."""
         import asyncio
         from concurrent.futures import wait
 
@@ -230,16 +232,16 @@ class FsspecSource:
             kw["VersionId"] = version
         if start or end is not None:
             kw["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        resp = sync(fs.loop, fs._call_s3, "get_object", **kw)
-        body = resp["Body"]
-
-        def ahead() -> Any:
-            return asyncio.run_coroutine_threadsafe(body.read(CHUNK), fs.loop)
-
-        pending = ahead()
+        chunk, body = sync(fs.loop, _s3_get, fs, kw)
+        if body is None:  # all of it came in the first trip
+            if chunk:
+                yield chunk
+            return
+        pending = asyncio.run_coroutine_threadsafe(_s3_chunk(body), fs.loop)
         try:
+            yield chunk
             while chunk := pending.result():
-                pending = ahead()
+                pending = asyncio.run_coroutine_threadsafe(_s3_chunk(body), fs.loop)
                 yield chunk
         finally:
             pending.cancel()
@@ -352,6 +354,27 @@ class HttpSource:
 
     def list(self) -> list[Entry]:
         raise UsageError(f"{self.display}: an HTTP URL names one file, not a directory")
+
+
+async def _s3_get(fs: Any, kw: dict[str, Any]) -> tuple[bytes, Any]:
+    """GET an object and its first CHUNK; the body too unless that was all (then closed)."""
+    body = (await fs._call_s3("get_object", **kw))["Body"]
+    chunk = await _s3_chunk(body)
+    if len(chunk) < CHUNK:
+        body.close()
+        return chunk, None
+    return chunk, body
+
+
+async def _s3_chunk(body: Any) -> bytes:
+    """Up to CHUNK bytes of a body (short only at its end): aiohttp hands out whatever the
+    socket delivered, often 64 KiB, and each piece would cost the caller a thread hop."""
+    pieces: list[bytes] = []
+    n = 0
+    while n < CHUNK and (piece := await body.read(CHUNK - n)):
+        pieces.append(piece)
+        n += len(piece)
+    return b"".join(pieces) if len(pieces) != 1 else pieces[0]
 
 
 async def _close(body: Any) -> None:
