@@ -396,6 +396,12 @@ def _many(args: BenchArgs, d: Path, envs: _Env) -> TableReport:
         dv_best = min((r for r in rows if r.name.startswith(DVC)), key=lambda r: r.median)
         notes.insert(1, f"best of each ({vv_best.name} vs {dv_best.name}): "
                         f"{dv_best.median / vv_best.median:.2f}× speed-up")
+        ceiling = rep.row(S3FS_MANY)
+        if ceiling:
+            notes.insert(2, "the server's ceiling, s3fs with 32 requests in flight and nothing "
+                            f"hashed or fsynced: {dv.median / ceiling.median:.2f}× dvc pull's "
+                            "speed. No client can go faster than moto and the proxy answer; "
+                            "a target above this is not reachable on this machine.")
     notes += [
         f"One tree model of {n:,} files, added once with `vvstore add s3://{BUCKET}/many` "
         "(untimed), so the lockfile knows every file's digest and size; each round fetches "
