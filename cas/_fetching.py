@@ -235,7 +235,7 @@ class FetchMixin:
                 actual=str(pub.digest),
             )
         entry = ModelEntry(name="", version="", kind="tree", digest=str(pub.digest), size=tree.size)
-        new = sum(1 for r in results if isinstance(r, FetchResult) and r.fetched)
+        new = sum(1 for r in results if isinstance(r, FetchResult) and r.new)
         if learned is not None:
             learned.update(
                 (r.digest.hex, r.sha256) for r in results if isinstance(r, FetchResult) and r.sha256

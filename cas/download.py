@@ -74,10 +74,12 @@ class FetchResult:
     request: FetchRequest
     digest: Digest
     size: int
-    fetched: bool
+    fetched: bool  # bytes were transferred
     source: str | None = None  # the resolved source URL (credentials never included)
     sha256: str | None = None
     resumed_from: int = 0
+    new: bool = False  # the blob was not in the store before (False when fetched bytes
+    # turned out to be a blob already there, e.g. a URL whose digest was unknown)
 
 
 @dataclass
@@ -300,7 +302,14 @@ class ModelDownloader:
                 pub: Published = self.store.publish_temp(partial.path, digest, size)
                 partial.state_path.unlink(missing_ok=True)
                 return FetchResult(
-                    request, pub.digest, size, True, info.resolved or source.url, got_sha, offset
+                    request,
+                    pub.digest,
+                    size,
+                    True,
+                    info.resolved or source.url,
+                    got_sha,
+                    offset,
+                    new=pub.new,
                 )
             except IntegrityError:
                 partial.state_path.unlink(missing_ok=True)

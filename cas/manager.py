@@ -266,7 +266,7 @@ class DefaultModelManager(FetchMixin, LockMixin, BaseModelManager):
                 name="", version="", file=fname or None, digest=str(res.digest), size=res.size
             )
             entry.format = format or guess_format(fname)
-            files, new = [TreeEntry(fname, str(res.digest), res.size)], int(res.fetched)
+            files, new = [TreeEntry(fname, str(res.digest), res.size)], int(res.new)
         result = self._record(
             entry, name, version, tags, [strip_credentials(url)], files, new, "copy"
         )

@@ -351,6 +351,23 @@ def test_add_url_records_source_digest_and_size(
     assert has_blob(vv_home, data)
 
 
+def test_add_url_of_bytes_already_stored_counts_no_new_blob(
+    http_server: FaultyHTTPServer, vv, vv_project: Path, vv_home: Path, tmp_path: Path
+) -> None:
+    """The digest of a URL is unknown until its bytes arrive: when they turn out to be a blob
+    the store has, they were fetched but the blob is not new."""
+    data = payload(30 * KiB, 88)
+    local = tmp_path / "tiny.onnx"
+    local.write_bytes(data)
+    first = vv("--json", "add", str(local), "--name", "local")
+    assert first.code == 0 and first.json()[0]["new_blobs"] == 1, first
+    http_server.files["/tiny.onnx"] = data
+    again = vv("--json", "add", http_server.url("/tiny.onnx"), "--name", "remote")
+    assert again.code == 0, again
+    assert again.json()[0]["new_blobs"] == 0
+    assert len(blob_files(vv_home)) == 1
+
+
 def test_add_url_needs_a_name(http_server: FaultyHTTPServer, vv, vv_project: Path) -> None:
     http_server.files["/x"] = b"x"
     r = vv("add", http_server.url("/x"))
