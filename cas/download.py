@@ -4,14 +4,13 @@ Each file streams into a process-unique partial file in `tmp/` (hashed while wri
 when large and the source serves ranges, arrives in parallel byte ranges and is hashed in
 order afterwards. Nothing reaches `blobs/` before its size and digest are checked; wrong bytes
 go to `quarantine/`. A partial survives a killed process with a small JSON state beside it and
-is resumed by whoever fetches the same thing next (claimed by an atomic rename, so two
-processes never write one partial file). A per-digest lock only avoids duplicate work.
+is resumed by whoever fetches the same thing next (`cas/partials.py`). A per-digest lock only
+avoids duplicate work.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -19,13 +18,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .atomic import WriteBehind, atomic_write, hostname, unique_suffix
+from . import partials
+from .atomic import WriteBehind
 from .blobs import BlobStore, Published
 from .digest import Digest, Hasher, Progress, hash_file
 from .errors import (
@@ -37,6 +37,7 @@ from .errors import (
     VVStoreError,
 )
 from .failpoints import failpoint
+from .partials import Partial
 from .retry import RetryPolicy, retry_after_of
 from .sources import RangeIgnored, Source, SourceInfo, open_source
 
@@ -80,26 +81,6 @@ class FetchResult:
     resumed_from: int = 0
     new: bool = False  # the blob was not in the store before (False when fetched bytes
     # turned out to be a blob already there, e.g. a URL whose digest was unknown)
-
-
-@dataclass
-class _Partial:
-    path: Path
-    state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def state_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".json")
-
-    def save(self) -> None:
-        # a hint, not data: a torn or lost state only costs a restart, so no fsync per file
-        atomic_write(
-            self.state_path, json.dumps(self.state, sort_keys=True).encode(), durable=False
-        )
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.state_path.unlink(missing_ok=True)
 
 
 class ModelDownloader:
@@ -190,24 +171,7 @@ class ModelDownloader:
 
     def partials(self) -> list[dict[str, Any]]:
         """Partial downloads in `tmp/` with their resume state (for `vvstore ls --partial`)."""
-        out = []
-        for state_path in sorted(self.store.layout.tmp.glob("dl.*.part.json")):
-            try:
-                state = json.loads(state_path.read_text())
-                part = state_path.with_name(state_path.name[: -len(".json")])
-                state["bytes"] = (
-                    part.stat().st_size
-                    if state.get("mode") == "stream"
-                    else sum(
-                        min(state["part_size"], state["size"] - i * state["part_size"])
-                        for i in state.get("done", [])
-                    )
-                )
-                state["path"] = str(part)
-                out.append(state)
-            except (OSError, ValueError, KeyError) as e:
-                log.info("ignoring unreadable partial state %s: %s", state_path, e)
-        return out
+        return partials.listing(self.store.layout.tmp)
 
     # --- sources and retries -----------------------------------------------------------------
 
@@ -293,7 +257,7 @@ class ModelDownloader:
                                 "%s ignored Range requests; fetching it as one stream",
                                 source.display,
                             )
-                            self._to_stream(partial)
+                            partial.to_stream()
                             got = self._fetch_stream(source, partial, bool(sha256), tick)
                     else:
                         got = self._fetch_stream(source, partial, bool(sha256), tick)
@@ -318,19 +282,18 @@ class ModelDownloader:
                     continue
                 raise
             except BaseException:
-                if partial.state["mode"] == "stream" and _empty(partial.path):
+                if partial.state["mode"] == "stream" and partial.empty():
                     partial.discard()  # failed before its first byte: nothing to resume
                 raise
             finally:
-                with _ACTIVE_LOCK:
-                    _ACTIVE.discard(str(partial.path))
+                partials.release(partial)
         raise AssertionError("unreachable")
 
     def _check(
         self,
         request: FetchRequest,
         source: Source,
-        partial: _Partial,
+        partial: Partial,
         digest: Digest,
         size: int,
         sha256: str | None,
@@ -357,33 +320,8 @@ class ModelDownloader:
 
     def _claim(
         self, request: FetchRequest, source: Source, info: SourceInfo, fresh: bool
-    ) -> tuple[_Partial, int]:
-        """Adopt a matching partial left in tmp/ (by atomic rename), or start a new one.
-
-        The new name is marked active before anything is renamed to it, so no other thread
-        of this process adopts it; the rename itself decides between processes."""
-        key = self._key(request, source)
-        tmp = self.store.layout.tmp
-        mine = _Partial(tmp / f"dl.{key}.{unique_suffix()}.{os.urandom(4).hex()}.part")
-        with _ACTIVE_LOCK:
-            _ACTIVE.add(str(mine.path))
-        try:
-            return self._adopt_or_start(mine, request, source, info, fresh)
-        except BaseException:
-            with _ACTIVE_LOCK:
-                _ACTIVE.discard(str(mine.path))
-            raise
-
-    def _adopt_or_start(
-        self,
-        mine: _Partial,
-        request: FetchRequest,
-        source: Source,
-        info: SourceInfo,
-        fresh: bool,
-    ) -> tuple[_Partial, int]:
-        key = self._key(request, source)
-        tmp = self.store.layout.tmp
+    ) -> tuple[Partial, int]:
+        """A partial to write this download into: one left behind to resume, or a new one."""
         parallel = bool(
             info.ranges and info.size and info.size >= self.parallel_min and self.jobs > 1
         )
@@ -395,50 +333,13 @@ class ModelDownloader:
             "mode": "parts" if parallel else "stream",
             "part_size": self.part_size,
             "done": [],
-            "owner": _owner(),
+            "owner": partials.owner(),
         }
-        for old in [] if fresh else sorted(tmp.glob(f"dl.{key}.*.part")):
-            try:
-                state = json.loads(old.with_name(old.name + ".json").read_text())
-                if _in_use(state.get("owner"), old):
-                    continue  # another live download's own file: never shared
-                os.rename(old, mine.path)  # atomic claim: only one process wins it
-            except (OSError, ValueError):
-                continue
-            os.chmod(mine.path, 0o644)  # a crash after publish_temp's chmod left it read-only
-            os.replace(old.with_name(old.name + ".json"), mine.state_path)
-            same = state.get("size") == info.size and (
-                request.digest is not None or state.get("version") == info.version
-            )
-            if (
-                same
-                and state.get("mode") == want["mode"]
-                and state.get("part_size") == self.part_size
-            ):
-                mine.state = {**state, "owner": want["owner"]}
-                mine.save()
-                offset = (
-                    mine.path.stat().st_size
-                    if state["mode"] == "stream"
-                    else len(state["done"]) * self.part_size
-                )
-                log.info("resuming %s from a partial download (%d bytes)", request.what, offset)
-                return mine, offset
-            log.info("discarding a stale partial of %s (the source changed)", request.what)
-            mine.discard()
-        mine.state = want
-        mine.path.touch()
-        mine.save()
-        return mine, 0
-
-    def _to_stream(self, partial: _Partial) -> None:
-        """Start a ranged partial over as one stream (the source will not serve ranges)."""
-        os.truncate(partial.path, 0)
-        partial.state.update(mode="stream", done=[])
-        partial.save()
+        key = self._key(request, source)
+        return partials.claim(self.store.layout.tmp, key, want, request.digest is not None, fresh)
 
     def _fetch_stream(
-        self, source: Source, partial: _Partial, want_sha: bool, tick: Progress
+        self, source: Source, partial: Partial, want_sha: bool, tick: Progress
     ) -> tuple[Digest, int, str | None]:
         with open(partial.path, "r+b") as f:
             sink = _Sink(f, want_sha)
@@ -471,7 +372,7 @@ class ModelDownloader:
         return sink.hasher.digest(), sink.size, sink.sha.hexdigest() if sink.sha else None
 
     def _fetch_parts(
-        self, source: Source, partial: _Partial, want_sha: bool, tick: Progress
+        self, source: Source, partial: Partial, want_sha: bool, tick: Progress
     ) -> tuple[Digest, int, str | None]:
         size = int(partial.state["size"])
         ps = int(partial.state["part_size"])
@@ -533,38 +434,6 @@ class ModelDownloader:
                     mine(n)
 
                 yield both
-
-
-_ACTIVE: set[str] = set()  # partials this process is writing right now
-_ACTIVE_LOCK = threading.Lock()  # guards _ACTIVE; held only to read or change it
-STALE_FOREIGN = 900.0  # a partial of another host untouched this long is abandoned
-
-
-def _owner() -> dict[str, Any]:
-    return {"host": hostname(), "pid": os.getpid()}
-
-
-def _in_use(owner: Any, path: Path) -> bool:
-    """True while a partial may still be written: by a thread of this process (which marks
-    the name before renaming anything to it), or by the live process named as its owner."""
-    with _ACTIVE_LOCK:
-        if str(path) in _ACTIVE:
-            return True
-    if not isinstance(owner, dict):
-        return False
-    if owner.get("host") != hostname():
-        try:
-            return time.time() - path.stat().st_mtime < STALE_FOREIGN
-        except OSError:
-            return False
-    pid = owner.get("pid")
-    if pid == os.getpid():
-        return False  # left by a failed attempt of this process
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False  # gone (or no such pid): its partial is free to resume
-    return True
 
 
 def sources_failed(
@@ -646,13 +515,6 @@ class _nullcontext:
 
 def _ignore(n: int) -> None:
     pass
-
-
-def _empty(path: Path) -> bool:
-    try:
-        return path.stat().st_size == 0
-    except OSError:
-        return True
 
 
 def _read_file(f: Any, chunk: int = 8 << 20) -> Iterator[bytes]:
