@@ -24,7 +24,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from . import partials
+from . import partials, smallfiles
 from .atomic import WriteBehind
 from .blobs import BlobStore, Published
 from .digest import Digest, Hasher, Progress, hash_file
@@ -117,6 +117,7 @@ class ModelDownloader:
         self.base_dir = base_dir
         self.options = options or {}
         self.retry = retry or RetryPolicy()
+        self._explicit_jobs = jobs
         self.jobs = jobs or default_jobs()
         self.part_size = part_size
         self.parallel_min = parallel_min
@@ -154,8 +155,20 @@ class ModelDownloader:
     def download_batch(
         self, requests: Iterable[FetchRequest], jobs: int | None = None
     ) -> list[FetchResult | VVStoreError]:
-        """Fetch many files in parallel; each result is a FetchResult or the error it met."""
+        """Fetch many files in parallel; each result is a FetchResult or the error it met.
+
+        Small pinned files from an asynchronous fsspec source go first, as coroutines on its
+        event loop (`cas/smallfiles.py`); everything else, and whatever that path could not
+        do, goes through `download` on a pool of threads."""
         requests = list(requests)
+        if len(requests) > 1:
+            in_flight = jobs or self._explicit_jobs or smallfiles.default_jobs(os.cpu_count() or 1)
+            results: list[FetchResult | VVStoreError | None] = [None] * len(requests)
+            for i, r in smallfiles.fetch_small(self, requests, in_flight).items():
+                results[i] = r
+        else:
+            results = [None] * len(requests)
+        rest = [i for i, r in enumerate(results) if r is None]
 
         def one(req: FetchRequest) -> FetchResult | VVStoreError:
             try:
@@ -164,10 +177,13 @@ class ModelDownloader:
                 log.error("%s", e)
                 return e
 
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(jobs or self.jobs, len(requests) or 1))
-        ) as pool:
-            return list(pool.map(one, requests))
+        if rest:
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs or self.jobs, len(rest)))) as pool:
+                for i, r in zip(rest, pool.map(one, [requests[i] for i in rest]), strict=True):
+                    results[i] = r
+        done = [r for r in results if r is not None]
+        assert len(done) == len(requests)
+        return done
 
     def partials(self) -> list[dict[str, Any]]:
         """Partial downloads in `tmp/` with their resume state (for `vvstore ls --partial`)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 from cas.blobs import BlobStore
 from cas.digest import hash_bytes
 from cas.download import FetchRequest, FetchResult, ModelDownloader
-from cas.errors import AllSourcesFailedError, ManifestError
+from cas.errors import AllSourcesFailedError, IntegrityError, ManifestError
 from cas.manager import DefaultModelManager
 from cas.manifest import ModelManifest
 from cas.retry import RetryPolicy
@@ -317,3 +318,107 @@ def test_interrupted_s3_download_resumes_with_a_ranged_get(
     res = ModelDownloader(store, options=options).download(request)
     assert res.resumed_from == partial["bytes"]
     assert store.path(res.digest).read_bytes() == data
+
+
+# --- small pinned files on the event loop (cas/smallfiles.py) ---------------------------------
+
+
+@pytest.fixture
+def ordinary(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What went the ordinary (threaded, per-file) way: `ModelDownloader.download` calls."""
+    calls: list[str] = []
+    real = ModelDownloader.download
+
+    def spy(self: ModelDownloader, request: FetchRequest) -> Any:
+        calls.append(request.what)
+        return real(self, request)
+
+    monkeypatch.setattr(ModelDownloader, "download", spy)
+    return calls
+
+
+def small_batch(bucket: Any, prefix: str, n: int, seed: int) -> dict[str, bytes]:
+    files = {f"{prefix}/{i}.bin": payload(8 * KiB + i, seed + i) for i in range(n)}
+    for key, body in files.items():
+        bucket.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return files
+
+
+def pinned(files: dict[str, bytes]) -> list[FetchRequest]:
+    return [
+        FetchRequest(k, [f"s3://{BUCKET}/{k}"], hash_bytes(b), len(b)) for k, b in files.items()
+    ]
+
+
+def test_small_pinned_files_are_fetched_on_the_event_loop(
+    bucket: Any, s3: MotoS3, tmp_path: Path, ordinary: list[str]
+) -> None:
+    files = small_batch(bucket, "loop", 8, 50)
+    counting = s3.delay_proxy(0.0)
+    store = BlobStore(tmp_path / "store")
+    got: list[int] = []
+    dl = ModelDownloader(store, options={"s3": s3.storage_options(counting)}, progress=got.append)
+    results = dl.download_batch(pinned(files))
+    assert ordinary == []  # not one went through a worker thread
+    assert [r.request.what for r in results] == list(files)  # in the order asked
+    assert all(isinstance(r, FetchResult) and r.fetched and r.new for r in results)
+    assert sorted(m for m, p in s3.proxies[-1].requests if "/loop/" in p) == ["GET"] * 8
+    assert sum(got) == sum(len(b) for b in files.values())
+    assert all(has_blob(store, b) for b in files.values())
+    assert_blobs_sound(store)
+    assert tmp_leftovers(store) == []
+    # a second batch finds them present and sends nothing
+    before = s3.proxies[-1].request_count
+    again = dl.download_batch(pinned(files))
+    assert all(isinstance(r, FetchResult) and not r.fetched for r in again)
+    assert s3.proxies[-1].request_count == before
+
+
+def test_what_fails_on_the_event_loop_is_settled_the_ordinary_way(
+    bucket: Any, s3: MotoS3, tmp_path: Path, ordinary: list[str]
+) -> None:
+    """Wrong bytes and a missing key leave the fast path to the per-file one, which reports
+    them as always (5 with a quarantine note naming the source; 6 naming the URL)."""
+    files = small_batch(bucket, "mixed", 4, 60)
+    wrong_key, gone_key = "mixed/0.bin", "mixed/gone.bin"
+    bucket.put_object(Bucket=BUCKET, Key=wrong_key, Body=payload(len(files[wrong_key]), 99))
+    requests = pinned(files) + [
+        FetchRequest(gone_key, [f"s3://{BUCKET}/{gone_key}"], hash_bytes(b"x" * 10), 10)
+    ]
+    store = BlobStore(tmp_path / "store")
+    dl = ModelDownloader(store, options={"s3": s3.storage_options()}, retry=RetryPolicy(base=0.01))
+    results = dl.download_batch(requests)
+    assert sorted(ordinary) == [wrong_key, gone_key]
+    by_what = {r.request.what if isinstance(r, FetchResult) else None: r for r in results}
+    assert {k for k in by_what if k} == set(files) - {wrong_key}
+    wrong, gone = results[0], results[-1]
+    assert isinstance(wrong, IntegrityError) and f"s3://{BUCKET}/{wrong_key}" in str(wrong)
+    assert isinstance(gone, AllSourcesFailedError) and f"s3://{BUCKET}/{gone_key}" in str(gone)
+    assert not has_blob(store, payload(len(files[wrong_key]), 99))
+    assert any(p.is_file() for p in (store.root / "quarantine").rglob("*"))
+    assert_blobs_sound(store)
+
+
+def test_a_digest_another_process_is_fetching_is_waited_for(
+    bucket: Any, s3: MotoS3, tmp_path: Path, ordinary: list[str]
+) -> None:
+    """The per-digest lock holds on the event-loop path too: a digest locked elsewhere is
+    left to the ordinary path, which waits for the lock and then fetches or finds it."""
+    from filelock import FileLock
+
+    files = small_batch(bucket, "locked", 3, 70)
+    store = BlobStore(tmp_path / "store")
+    first = next(iter(files))
+    other = FileLock(str(store.layout.digest_lock(hash_bytes(files[first]))), thread_local=False)
+    other.acquire()
+    release = threading.Timer(0.5, other.release)
+    release.start()
+    try:
+        results = ModelDownloader(store, options={"s3": s3.storage_options()}).download_batch(
+            pinned(files)
+        )
+    finally:
+        release.join()
+    assert ordinary == [first]
+    assert all(isinstance(r, FetchResult) and r.fetched for r in results)
+    assert all(has_blob(store, b) for b in files.values())
