@@ -409,8 +409,10 @@ def _many(args: BenchArgs, d: Path, envs: _Env) -> TableReport:
         "once) into an empty cache and workspace. Both go through the same proxy, which "
         f"sleeps {delay * 1000:g} ms before forwarding each request to moto; `requests` is "
         "what the proxy counted in the last run.",
-        "vvstore's default jobs and DVC's are both 8 on this 2-core machine "
-        "(`4 × cpu_count`). The s3fs row is no tool a user would run for this but the "
+        "DVC's default jobs are 8 on this 2-core machine (`4 × cpu_count`); vvstore keeps "
+        "32 small S3 files in flight by default (16 per CPU, as coroutines on fsspec's event "
+        "loop), 8 transfers by thread otherwise. The s3fs row is no tool a user would run for "
+        "this but the "
         "server's ceiling: one listing, then one GET per file with 32 in flight, nothing "
         "hashed or fsynced.",
     ]
