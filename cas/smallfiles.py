@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .download import FetchRequest, FetchResult, ModelDownloader
 
 log = logging.getLogger("vvstore")
-SMALL = 4 << 20  # held in memory whole: at most `jobs` of them at once
+SMALL = 1 << 20  # held in memory whole, at most `jobs` at once: 64 MiB at the most
 PUBLISHERS = 4  # threads that hash, fsync and publish what arrived
 
 

@@ -422,3 +422,20 @@ def test_a_digest_another_process_is_fetching_is_waited_for(
     assert ordinary == [first]
     assert all(isinstance(r, FetchResult) and r.fetched for r in results)
     assert all(has_blob(store, b) for b in files.values())
+
+
+def test_only_small_files_are_held_in_memory_whole(
+    bucket: Any, s3: MotoS3, tmp_path: Path, ordinary: list[str]
+) -> None:
+    from cas.smallfiles import SMALL
+
+    files = {"sizes/under.bin": payload(SMALL - 1, 80), "sizes/at.bin": payload(SMALL, 81)}
+    for key, body in files.items():
+        bucket.put_object(Bucket=BUCKET, Key=key, Body=body)
+    store = BlobStore(tmp_path / "store")
+    results = ModelDownloader(store, options={"s3": s3.storage_options()}).download_batch(
+        pinned(files)
+    )
+    assert ordinary == ["sizes/at.bin"]  # streamed to disk by a worker, not held whole
+    assert all(isinstance(r, FetchResult) and r.fetched for r in results)
+    assert all(has_blob(store, b) for b in files.values())
