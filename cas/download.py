@@ -115,9 +115,11 @@ class ModelDownloader:
     ) -> None:
         self.store = store
         self.base_dir = base_dir
-        self.options = options or {}
-        self.retry = retry or RetryPolicy()
         self._explicit_jobs = jobs
+        self.options = _with_connections(
+            options or {}, jobs or max(default_jobs(), smallfiles.default_jobs(os.cpu_count() or 1))
+        )
+        self.retry = retry or RetryPolicy()
         self.jobs = jobs or default_jobs()
         self.part_size = part_size
         self.parallel_min = parallel_min
@@ -450,6 +452,21 @@ class ModelDownloader:
                     mine(n)
 
                 yield both
+
+
+def _with_connections(
+    options: Mapping[str, Mapping[str, Any]], in_flight: int
+) -> dict[str, dict[str, Any]]:
+    """S3 options allowing as many connections as requests in flight: botocore's default pool
+    of 10 otherwise queues the rest (at 100 ms a request, 32 in flight ran like 9). A pool size
+    the manifest sets is kept."""
+    out = {scheme: dict(opts) for scheme, opts in options.items()}
+    for scheme in ("s3", "s3a"):
+        opts = out.setdefault(scheme, {})
+        config = dict(opts.get("config_kwargs") or {})
+        config.setdefault("max_pool_connections", max(10, in_flight))
+        opts["config_kwargs"] = config
+    return out
 
 
 def sources_failed(

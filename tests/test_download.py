@@ -885,3 +885,20 @@ def test_a_failed_file_closes_its_progress(store: BlobStore) -> None:
     with pytest.raises(AllSourcesFailedError):
         make_downloader(store, [src], file_progress=bars).download(request(data, src.url))
     assert bars.closed == ["m@1"]
+
+
+# --- connection pool for S3 -------------------------------------------------------------------
+
+
+def test_s3_may_open_as_many_connections_as_requests_in_flight(store: BlobStore) -> None:
+    dl = ModelDownloader(store, jobs=40, options={"https": {"headers": {"X": "1"}}})
+    assert dl.options["s3"]["config_kwargs"]["max_pool_connections"] == 40
+    assert dl.options["https"] == {"headers": {"X": "1"}}  # other schemes as given
+
+
+def test_a_pool_size_from_the_manifest_is_kept(store: BlobStore) -> None:
+    given = {"s3": {"endpoint_url": "http://x", "config_kwargs": {"max_pool_connections": 5,
+                                                                   "read_timeout": 9}}}
+    dl = ModelDownloader(store, jobs=40, options=given)
+    assert dl.options["s3"] == given["s3"]
+    assert given["s3"]["config_kwargs"] == {"max_pool_connections": 5, "read_timeout": 9}
