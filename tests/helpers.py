@@ -1,8 +1,10 @@
-"""Helpers the test files share: reproducible payloads and checks on a store's blobs."""
+"""Helpers the test files share: reproducible payloads, checks on a store's blobs, and the
+environment of a `vvstore` subprocess."""
 
 from __future__ import annotations
 
 import functools
+import os
 import random
 from pathlib import Path
 
@@ -42,3 +44,17 @@ def has_blob(store: Path | BlobStore, data: bytes) -> bool:
 def tmp_leftovers(store: Path | BlobStore) -> list[str]:
     """Names left in the store's tmp/."""
     return sorted(p.name for p in (_root(store) / "tmp").iterdir())
+
+
+def cli_env(store: Path | str, **extra: str) -> dict[str, str]:
+    """The environment of a `vvstore` subprocess using `store`: this one's, with loopback
+    kept off any proxy, no failpoints and no AWS profile inherited; `extra` on top."""
+    env = {
+        **os.environ,
+        "VVSTORE_HOME": str(store),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    for name in ("VVSTORE_FAILPOINTS", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        env.pop(name, None)
+    return env | extra

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from cas.digest import hash_bytes
 from cas.retry import RetryPolicy
 from cli.main import cli
-from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload
+from tests.helpers import assert_blobs_sound, blob_files, cli_env, has_blob, payload
 from tests.servers.http_server import FaultyHTTPServer, drop_after, status, wrong_bytes
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -69,12 +69,7 @@ def vv(vvstore_cmd: list[str], vv_project: Path, vv_home: Path):
     """Run `vvstore -C <project> ARGS...` in a subprocess with the test's store."""
 
     def run(*args: str, env: dict[str, str] | None = None) -> Run:
-        full_env = {
-            **os.environ,
-            "VVSTORE_HOME": str(vv_home),
-            "NO_PROXY": "127.0.0.1,localhost",
-            **(env or {}),
-        }
+        full_env = cli_env(vv_home, **(env or {}))
         proc = subprocess.run(
             [*vvstore_cmd, "-C", str(vv_project), *args],
             env=full_env,
@@ -454,8 +449,7 @@ def test_terminal_shows_a_bar_per_large_file_beside_the_total(
     http_server.files["/big.bin"], http_server.files["/small.bin"] = big, small
     write_models(vv_project, [model("big", http_server.url("/big.bin"), data=big),
                               model("small", http_server.url("/small.bin"), data=small)])
-    env = {**os.environ, "VVSTORE_HOME": str(vv_home), "NO_PROXY": "127.0.0.1,localhost",
-           "TERM": "xterm"}
+    env = cli_env(vv_home, TERM="xterm")
     argv = [*vvstore_cmd, "-C", str(vv_project), *(["-q"] if quiet else []), "fetch"]
     code, out = on_terminal(argv, env)
     assert code == 0, out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from cas.digest import hash_bytes
 from cas.manager import DefaultModelManager
+from tests.helpers import cli_env
 from tests.servers.http_server import FaultyHTTPServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -38,13 +38,7 @@ def vv(vvstore_cmd: list[str]):
     """`vvstore ARGS` in `cwd` with `VVSTORE_HOME=store`; checks exit code, no traceback."""
 
     def run(*args: str, cwd: Path, store: Path, code: int = 0, text: bool = True) -> Any:
-        env = {
-            **os.environ,
-            "VVSTORE_HOME": str(store),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-        env.pop("VVSTORE_FAILPOINTS", None)
+        env = cli_env(store)
         proc = subprocess.run(
             [*vvstore_cmd, *args], cwd=cwd, env=env, capture_output=True, text=text, timeout=60
         )

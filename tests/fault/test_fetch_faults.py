@@ -7,7 +7,6 @@ wrong blob; the next run resumes it, which the HTTP server's own byte count prov
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from cas.digest import hash_bytes
-from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload
+from tests.helpers import assert_blobs_sound, blob_files, cli_env, has_blob, payload
 from tests.servers.http_server import FaultyHTTPServer, slow
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -57,8 +56,7 @@ class Runner:
         self.cmd, self.project, self.store = cmd, project, store
 
     def env(self, failpoints: str | None = None) -> dict[str, str]:
-        env = {**os.environ, "VVSTORE_HOME": str(self.store), "NO_PROXY": "127.0.0.1,localhost"}
-        env.pop("VVSTORE_FAILPOINTS", None)
+        env = cli_env(self.store)
         if failpoints:
             env["VVSTORE_FAILPOINTS"] = failpoints
         return env
@@ -283,8 +281,7 @@ def test_processes_fetch_into_a_store_that_does_not_exist_yet(
     http_server.files["/m.bin"] = data
     write_model(vv_project, http_server.url("/m.bin"), data)
     fresh = tmp_path / "fresh-store"
-    env = {**os.environ, "VVSTORE_HOME": str(fresh), "NO_PROXY": "127.0.0.1,localhost"}
-    env.pop("VVSTORE_FAILPOINTS", None)
+    env = cli_env(fresh)
     start = time.time() + 2.0
     procs = [
         subprocess.Popen(

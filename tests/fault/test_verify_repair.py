@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from cas.digest import hash_bytes
+from tests.helpers import cli_env
 from tests.servers.hf_hub import FakeHub
 from tests.servers.http_server import FaultyHTTPServer
 from tests.servers.s3 import MotoS3
@@ -61,14 +62,7 @@ def vv(vvstore_cmd: list[str], project: Path, store: Path):
     The environment (moto's AWS_* from the `s3` fixture) is inherited."""
 
     def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "VVSTORE_HOME": str(store),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-        for name in ("VVSTORE_FAILPOINTS", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-            env.pop(name, None)
+        env = cli_env(store)
         proc = subprocess.run(
             [*vvstore_cmd, *args], cwd=project, env=env, capture_output=True, text=True, timeout=60
         )

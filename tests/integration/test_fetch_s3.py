@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ from cas.errors import AllSourcesFailedError, IntegrityError, ManifestError
 from cas.manager import DefaultModelManager
 from cas.manifest import ModelManifest
 from cas.retry import RetryPolicy
-from tests.helpers import assert_blobs_sound, blob_files, has_blob, payload, tmp_leftovers
+from tests.helpers import assert_blobs_sound, blob_files, cli_env, has_blob, payload, tmp_leftovers
 from tests.servers.s3 import MotoS3
 
 # a hang (a deadlock, a download that never ends) fails in a minute, not the global 300 s
@@ -42,14 +41,7 @@ def vv(vvstore_cmd: list[str], vv_project: Path, vv_home: Path, s3: MotoS3):
     """`vvstore -C project ...` in a subprocess whose environment points boto3 at moto."""
 
     def run(*args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            **s3.env(),
-            "VVSTORE_HOME": str(store or vv_home),
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "VVSTORE_FAILPOINTS"):
-            env.pop(name, None)
+        env = cli_env(store or vv_home, **s3.env())
         return subprocess.run(
             [*vvstore_cmd, "-C", str(vv_project), *args],
             env=env,

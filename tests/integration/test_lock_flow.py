@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import random
 import re
 import shutil
@@ -23,6 +22,7 @@ import yaml
 from cas.digest import hash_bytes
 from cas.errors import DriftError, NotFoundError
 from cas.manager import DefaultModelManager
+from tests.helpers import cli_env
 from tests.servers.hf_hub import FakeHub
 from tests.servers.http_server import FaultyHTTPServer
 from tests.servers.s3 import MotoS3
@@ -49,14 +49,7 @@ def vv(vvstore_cmd: list[str]):
     def run(
         *args: str, cwd: Path, store: Path, code: int | None = 0
     ) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "VVSTORE_HOME": str(store),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-        for name in ("VVSTORE_FAILPOINTS", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-            env.pop(name, None)
+        env = cli_env(store)
         proc = subprocess.run(
             [*vvstore_cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=90
         )
