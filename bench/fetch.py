@@ -414,9 +414,8 @@ def _many(args: BenchArgs, d: Path, envs: _Env) -> TableReport:
         "DVC's default jobs are 8 on this 2-core machine (`4 × cpu_count`); vvstore keeps "
         "32 small S3 files in flight by default (16 per CPU, as coroutines on fsspec's event "
         "loop), 8 transfers by thread otherwise. The s3fs row is no tool a user would run for "
-        "this but the "
-        "server's ceiling: one listing, then one GET per file with 32 in flight, nothing "
-        "hashed or fsynced.",
+        "this but the server's ceiling: one listing, then one GET per file with 32 in flight, "
+        "nothing hashed or fsynced.",
     ]
     rep.notes = notes
     return rep

@@ -35,18 +35,18 @@ SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start write-out of dirty pages, do not 
 def _start_writeback(fd: int) -> None:
     """Start writing a file's dirty pages to disk: Linux's sync_file_range, which commits no
     journal (an fdatasync per step cost more CPU than it saved here), else fdatasync."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        _sync_file_range = _load_sync_file_range()
-    if _sync_file_range:
-        if _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0:
+    sync_file_range = _load_sync_file_range()
+    if sync_file_range:
+        if sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
     elif hasattr(os, "fdatasync"):
         os.fdatasync(fd)
 
 
+@functools.cache
 def _load_sync_file_range() -> Any:
+    """libc's sync_file_range, looked up once; False where there is none."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -56,9 +56,6 @@ def _load_sync_file_range() -> Any:
     fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     fn.restype = ctypes.c_int
     return fn
-
-
-_sync_file_range: Any = None  # loaded on first use; False where there is none
 
 
 class WriteBehind:

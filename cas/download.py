@@ -115,10 +115,9 @@ class ModelDownloader:
     ) -> None:
         self.store = store
         self.base_dir = base_dir
-        self._explicit_jobs = jobs
-        self.options = _with_connections(
-            options or {}, jobs or max(default_jobs(), smallfiles.default_jobs(os.cpu_count() or 1))
-        )
+        # requests at once for small files on an event loop, and S3 connections to carry them
+        self.in_flight = jobs or smallfiles.default_jobs(os.cpu_count() or 1)
+        self.options = _with_connections(options or {}, self.in_flight)
         self.retry = retry or RetryPolicy()
         self.jobs = jobs or default_jobs()
         self.part_size = part_size
@@ -163,13 +162,10 @@ class ModelDownloader:
         event loop (`cas/smallfiles.py`); everything else, and whatever that path could not
         do, goes through `download` on a pool of threads."""
         requests = list(requests)
+        results: list[FetchResult | VVStoreError | None] = [None] * len(requests)
         if len(requests) > 1:
-            in_flight = jobs or self._explicit_jobs or smallfiles.default_jobs(os.cpu_count() or 1)
-            results: list[FetchResult | VVStoreError | None] = [None] * len(requests)
-            for i, r in smallfiles.fetch_small(self, requests, in_flight).items():
+            for i, r in smallfiles.fetch_small(self, requests, jobs or self.in_flight).items():
                 results[i] = r
-        else:
-            results = [None] * len(requests)
         rest = [i for i, r in enumerate(results) if r is None]
 
         def one(req: FetchRequest) -> FetchResult | VVStoreError:
